@@ -1,0 +1,141 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""Anomaly maps and image scores of MiniMaxAD.
+
+Per feature level the distance is ``1 - cos(f_E, f_D)`` over channels. The authors combine
+the levels two ways, and so do we:
+
+- for the loss: upsampled with ``nearest`` to the image size and **summed**
+  (:func:`cosine_distance_map` with ``interpolation="nearest", reduction="sum"``);
+- for evaluation: upsampled ``bilinear`` (``align_corners=True``) and **averaged**, then
+  smoothed by a normalised Gaussian with zero padding (:class:`AnomalyMapGenerator`).
+
+The image score is the mean of the top ``score_ratio`` fraction of pixels of the smoothed
+map (the authors' ``max_ratio=0.01``) or its maximum.
+
+Example:
+    >>> import torch
+    >>> from anomalib_minimaxad.anomaly_map import AnomalyMapGenerator
+    >>> features = [torch.rand(2, 8, 16, 16), torch.rand(2, 16, 8, 8)]
+    >>> anomaly_map, score = AnomalyMapGenerator()(features, features, image_size=(64, 64))
+    >>> anomaly_map.shape, score.shape
+    (torch.Size([2, 1, 64, 64]), torch.Size([2]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Literal
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+__all__ = ["AnomalyMapGenerator", "ScoreMode", "cosine_distance_map", "gaussian_kernel2d"]
+
+
+class ScoreMode(str, Enum):
+    """How the image score is taken from the smoothed anomaly map."""
+
+    TOP_RATIO = "top_ratio"  # mean of the top ``score_ratio`` pixels (authors' default)
+    MAX = "max"
+
+
+def cosine_distance_map(
+    encoder_features: Sequence[torch.Tensor],
+    decoder_features: Sequence[torch.Tensor],
+    image_size: Sequence[int],
+    interpolation: Literal["nearest", "bilinear"] = "bilinear",
+    reduction: Literal["sum", "mean"] = "mean",
+) -> torch.Tensor:
+    """Combine per-level ``1 - cosine similarity`` maps at ``image_size``.
+
+    Args:
+        encoder_features: Feature maps ``(B, C_l, h_l, w_l)`` per level.
+        decoder_features: Reconstructions of the same shapes.
+        image_size: ``(H, W)`` of the output map.
+        interpolation: ``"nearest"`` (loss) or ``"bilinear"`` with ``align_corners=True`` (evaluation).
+        reduction: ``"sum"`` (loss) or ``"mean"`` (evaluation) over the levels.
+
+    Returns:
+        Map of shape ``(B, 1, H, W)``.
+    """
+    size = (int(image_size[0]), int(image_size[1]))
+    combined: torch.Tensor | None = None
+    for encoded, decoded in zip(encoder_features, decoder_features, strict=True):
+        distance = 1 - F.cosine_similarity(encoded, decoded, dim=1).unsqueeze(1)
+        if interpolation == "bilinear":
+            distance = F.interpolate(distance, size=size, mode="bilinear", align_corners=True)
+        else:
+            distance = F.interpolate(distance, size=size, mode="nearest")
+        combined = distance if combined is None else combined + distance
+    if combined is None:
+        msg = "At least one feature level is needed to compute an anomaly map."
+        raise ValueError(msg)
+    return combined / len(encoder_features) if reduction == "mean" else combined
+
+
+def gaussian_kernel2d(kernel_size: int, sigma: float) -> torch.Tensor:
+    """Normalised ``(1, 1, k, k)`` Gaussian kernel."""
+    coords = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
+    profile = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel = torch.outer(profile, profile)
+    return (kernel / kernel.sum()).to(torch.float32)[None, None]
+
+
+class AnomalyMapGenerator(nn.Module):
+    """Evaluation-time anomaly map and image score.
+
+    Args:
+        kernel_size: Side of the Gaussian smoothing kernel (odd). 0 or 1 disables smoothing.
+        sigma: Standard deviation of the Gaussian, in pixels.
+        score_mode: ``"top_ratio"`` or ``"max"``.
+        score_ratio: Fraction of pixels averaged by ``"top_ratio"`` (at least one pixel).
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 5,
+        sigma: float = 4.0,
+        score_mode: ScoreMode | str = ScoreMode.TOP_RATIO,
+        score_ratio: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if kernel_size > 1 and kernel_size % 2 == 0:
+            msg = f"Gaussian kernel_size must be odd, got {kernel_size}."
+            raise ValueError(msg)
+        if sigma <= 0:
+            msg = f"Gaussian sigma must be positive, got {sigma}."
+            raise ValueError(msg)
+        if not 0 < score_ratio <= 1:
+            msg = f"score_ratio must be in (0, 1], got {score_ratio}."
+            raise ValueError(msg)
+        self.score_mode = ScoreMode(score_mode)
+        self.score_ratio = score_ratio
+        self.kernel_size = kernel_size
+        self.register_buffer("kernel", gaussian_kernel2d(max(kernel_size, 1), sigma), persistent=False)
+
+    def smooth(self, anomaly_map: torch.Tensor) -> torch.Tensor:
+        """Gaussian-smooth ``(B, 1, H, W)`` with zero padding, as the authors do."""
+        if self.kernel_size <= 1:
+            return anomaly_map
+        return F.conv2d(anomaly_map, self.kernel.to(anomaly_map.dtype), padding=self.kernel_size // 2)
+
+    def score(self, anomaly_map: torch.Tensor) -> torch.Tensor:
+        """Image scores ``(B,)`` from a smoothed map ``(B, 1, H, W)``."""
+        flat = anomaly_map.flatten(1)
+        if self.score_mode == ScoreMode.MAX:
+            return flat.amax(dim=1)
+        num_pixels = max(int(self.score_ratio * flat.shape[1]), 1)
+        return flat.topk(num_pixels, dim=1).values.mean(dim=1)
+
+    def forward(
+        self,
+        encoder_features: Sequence[torch.Tensor],
+        decoder_features: Sequence[torch.Tensor],
+        image_size: Sequence[int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the smoothed anomaly map ``(B, 1, H, W)`` and the image scores ``(B,)``."""
+        anomaly_map = self.smooth(cosine_distance_map(encoder_features, decoder_features, image_size))
+        return anomaly_map, self.score(anomaly_map)

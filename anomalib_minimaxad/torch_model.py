@@ -1,0 +1,210 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""PyTorch model of MiniMaxAD.
+
+A frozen UniRepLKNet encoder gives features at strides 4, 8 and 16; a trainable bottleneck
+fuses them and a trainable decoder, the encoder mirrored, reconstructs them. Where the
+reconstruction differs from the encoder's features (``1 - cos``), the image is anomalous.
+
+Example:
+    >>> import torch
+    >>> from anomalib_minimaxad.torch_model import MiniMaxADModel
+    >>> model = MiniMaxADModel(dims=(16, 32, 64, 128)).eval()
+    >>> output = model(torch.rand(2, 3, 64, 64))
+    >>> output.anomaly_map.shape, output.pred_score.shape
+    (torch.Size([2, 1, 64, 64]), torch.Size([2]))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.data import InferenceBatch
+from torch import nn
+
+from .anomaly_map import AnomalyMapGenerator, ScoreMode
+from .components.pretrained import (
+    CheckpointError,
+    load_module_state,
+    read_checkpoint,
+    resolve_imagenet_state_dict,
+)
+from .components.unireplknet import (
+    UNIREPLKNET_VARIANTS,
+    Bottleneck,
+    Decoder,
+    UniRepLKNetEncoder,
+    default_kernel_sizes,
+    unwrap_state_dict,
+)
+
+__all__ = ["MIN_INPUT_SIZE", "MiniMaxADModel"]
+
+logger = logging.getLogger(__name__)
+
+#: Smallest image side: the bottleneck works at stride 32.
+MIN_INPUT_SIZE = 32
+
+
+class MiniMaxADModel(nn.Module):
+    """MiniMaxAD: frozen UniRepLKNet encoder, trainable bottleneck and decoder.
+
+    In training mode the forward pass returns ``(encoder_features, decoder_features)`` for
+    the loss; in eval mode an :class:`~anomalib.data.InferenceBatch` with the smoothed
+    anomaly map ``(B, 1, H, W)`` and image scores ``(B,)``, computed as the authors evaluate.
+
+    Any input size of at least 32 pixels works. Where the decoder's feature sizes differ
+    from the encoder's (sides not multiples of 32, e.g. 400x400), the decoder features are
+    resized to the encoder's with nearest interpolation, as the paper does.
+
+    Args:
+        backbone: UniRepLKNet size, a key of ``UNIREPLKNET_VARIANTS`` (``unireplknet_n``).
+        dims: Override of the 4 widths (e.g. small widths for tests).
+        depths: Override of the 4 depths.
+        kernel_sizes: Override of the per-block kernel sizes.
+        gaussian_kernel_size: Side of the smoothing kernel of the anomaly map.
+        gaussian_sigma: Sigma of the smoothing kernel.
+        score_mode: ``"top_ratio"`` (mean of the top pixels) or ``"max"``.
+        score_ratio: Fraction of pixels averaged by ``"top_ratio"``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "unireplknet_n",
+        dims: Sequence[int] | None = None,
+        depths: Sequence[int] | None = None,
+        kernel_sizes: Sequence[Sequence[int]] | None = None,
+        gaussian_kernel_size: int = 5,
+        gaussian_sigma: float = 4.0,
+        score_mode: ScoreMode | str = ScoreMode.TOP_RATIO,
+        score_ratio: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if backbone not in UNIREPLKNET_VARIANTS:
+            msg = f"Unknown backbone {backbone!r}; choose one of: {', '.join(UNIREPLKNET_VARIANTS)}."
+            raise ValueError(msg)
+        variant = UNIREPLKNET_VARIANTS[backbone]
+        self.backbone = backbone
+        self.dims = tuple(dims or variant["dims"])
+        self.depths = tuple(depths or variant["depths"])
+        kernel_sizes = kernel_sizes or default_kernel_sizes(self.depths)
+        self.encoder = UniRepLKNetEncoder(self.dims, self.depths, kernel_sizes)
+        self.bottleneck = Bottleneck(self.dims)
+        self.decoder = Decoder(self.dims, self.depths, kernel_sizes)
+        self.anomaly_map_generator = AnomalyMapGenerator(gaussian_kernel_size, gaussian_sigma, score_mode, score_ratio)
+        self.encoder.requires_grad_(requires_grad=False)
+        self.encoder.eval()
+        self.is_reparameterized = False
+
+    def train(self, mode: bool = True) -> MiniMaxADModel:
+        """Set training mode; the frozen encoder always stays in eval mode."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def extract_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Encoder features (no gradient) and the decoder's reconstructions of them, level by level."""
+        self._check_input(images)
+        # The encoder is frozen: no graph through it (same updates, faster, less memory).
+        with torch.no_grad():
+            encoder_features = self.encoder(images)
+        decoder_features = self.decoder(self.bottleneck(encoder_features))
+        decoder_features = [
+            d if d.shape[-2:] == e.shape[-2:] else F.interpolate(d, size=e.shape[-2:], mode="nearest")
+            for e, d in zip(encoder_features, decoder_features, strict=True)
+        ]
+        return encoder_features, decoder_features
+
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]] | InferenceBatch:
+        """Features for the loss (training) or anomaly map and score (eval)."""
+        if self.training and self.is_reparameterized:
+            msg = "A re-parameterized (fused) MiniMaxAD model is for inference only; it cannot be trained."
+            raise RuntimeError(msg)
+        encoder_features, decoder_features = self.extract_features(images)
+        if self.training:
+            return encoder_features, decoder_features
+        anomaly_map, pred_score = self.anomaly_map_generator(encoder_features, decoder_features, images.shape[-2:])
+        return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+    def _check_input(self, images: torch.Tensor) -> None:
+        shape = tuple(images.shape)
+        if images.dim() != 4:
+            msg = (
+                f"MiniMaxAD expects images of shape (B, {self.encoder.in_chans}, H, W), got a tensor of shape {shape}."
+            )
+            raise ValueError(msg)
+        if shape[1] != self.encoder.in_chans:
+            msg = f"MiniMaxAD expects {self.encoder.in_chans}-channel images, got shape {shape}."
+            raise ValueError(msg)
+        if min(shape[2:]) < MIN_INPUT_SIZE:
+            msg = f"MiniMaxAD needs images of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got shape {shape}."
+            raise ValueError(msg)
+
+    @torch.no_grad()
+    def reparameterize(self) -> MiniMaxADModel:
+        """Fuse branches and BNs of encoder, bottleneck and decoder for inference (eval-mode outputs unchanged)."""
+        for module in (self.encoder, self.bottleneck, self.decoder):
+            module.reparameterize()
+        self.is_reparameterized = True
+        return self.eval()
+
+    def load_pretrained_encoder(self, pre_trained: str | Path | bool = True) -> str:
+        """Load ImageNet UniRepLKNet weights into the encoder.
+
+        Args:
+            pre_trained: Path to the checkpoint, or ``True`` to look in ``$MINIMAXAD_WEIGHTS_DIR``
+                and then on the Hugging Face hub.
+
+        Returns:
+            Where the weights came from.
+
+        Raises:
+            CheckpointError: The file is unreadable or does not fit (lists the keys).
+            PretrainedWeightsUnavailableError: Offline with no local file; says where to put it.
+        """
+        self._refuse_if_fused()
+        state_dict, source = resolve_imagenet_state_dict(self.backbone, pre_trained)
+        # norm0-2 are not in ImageNet checkpoints: they keep weight 1, bias 0 as in the authors' code.
+        ignored = load_module_state(self.encoder, state_dict, source, optional_prefixes=("norm0.", "norm1.", "norm2."))
+        if ignored:
+            logger.info(
+                "Ignored %d tensors of %s the encoder does not use: %s", len(ignored), source, _prefixes(ignored)
+            )
+        logger.info("Loaded ImageNet encoder weights from %s", source)
+        return source
+
+    def load_authors_checkpoint(self, path: str | Path) -> None:
+        """Load a trained MiniMaxAD checkpoint of the authors (``{"bn": ..., "decoder": ...}``).
+
+        Raises:
+            CheckpointError: The file is unreadable, not of that format, or does not fit.
+        """
+        self._refuse_if_fused()
+        checkpoint = read_checkpoint(path)
+        if not isinstance(checkpoint, dict) or not {"bn", "decoder"} <= checkpoint.keys():
+            found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            msg = f"{path} is not a MiniMaxAD checkpoint: expected keys 'bn' and 'decoder', found {found}."
+            raise CheckpointError(msg)
+        for module, key in ((self.bottleneck, "bn"), (self.decoder, "decoder")):
+            state_dict = unwrap_state_dict(checkpoint[key])
+            if state_dict is None:
+                msg = f"{path}: {key!r} holds no state dict."
+                raise CheckpointError(msg)
+            ignored = load_module_state(module, state_dict, f"{path} [{key}]")
+            if ignored:
+                msg = f"{path} [{key}] has tensors {type(module).__name__} does not have: {ignored[:20]}"
+                raise CheckpointError(msg)
+
+    def _refuse_if_fused(self) -> None:
+        if self.is_reparameterized:
+            msg = "Load weights before reparameterize(): the fused model has another state-dict layout."
+            raise RuntimeError(msg)
+
+
+def _prefixes(keys: Sequence[str]) -> str:
+    """Summarise ignored keys by their first two name parts (``stages.3``, ``head.weight``)."""
+    return ", ".join(sorted({".".join(k.split(".")[:2]) for k in keys}))
