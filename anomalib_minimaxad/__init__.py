@@ -7,6 +7,7 @@ Importing the package registers the UniRepLKNet variants with timm
 """
 
 from .components import unireplknet as _unireplknet  # noqa: F401 - registers the timm variants
+from .lightning_model import MiniMaxAD
 from .torch_model import MiniMaxADModel
 
-__all__ = ["MiniMaxADModel"]
+__all__ = ["MiniMaxAD", "MiniMaxADModel"]

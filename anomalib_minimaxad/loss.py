@@ -238,6 +238,8 @@ def build_loss(loss: LossType | str, p_hard: float = 0.9999, p_lim: float = 0.99
         >>> build_loss("global")
         GlobalCosineLoss()
     """
+    _check_probability("p_hard", p_hard)
+    _check_probability("p_lim", p_lim)
     try:
         loss_type = LossType(loss)
     except ValueError:
