@@ -107,12 +107,60 @@ def _run_demo_data(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``demo``."""
+    parser.add_argument("--data-root", type=Path, default=Path("datasets/minimaxad_demo"), help="demo dataset folder")
+    parser.add_argument("--output", type=Path, default=Path("demo_output"), help="runs, exports, pictures, metrics")
+    parser.add_argument("--categories", nargs="+", default=None, metavar="CATEGORY", help="default: all")
+    parser.add_argument("--config", type=Path, default=None, help="anomalib config (default: configs/demo_cpu.yaml)")
+    parser.add_argument("--image-size", type=int, default=256, help="side of the generated images")
+    parser.add_argument("--num-train", type=int, default=60, help="normal training images per category")
+    parser.add_argument("--num-test-good", type=int, default=20, help="normal test images per category")
+    parser.add_argument("--num-test-defect", type=int, default=20, help="defective test images per category")
+    parser.add_argument(
+        "train_args",
+        nargs=argparse.REMAINDER,
+        help="after --: extra `anomalib train` arguments, e.g. -- --trainer.max_epochs 2",
+    )
+
+
+def _run_demo(arguments: argparse.Namespace) -> int:
+    """Run the end-to-end demo."""
+    from anomalib_minimaxad.data.demo_data import DEMO_CATEGORIES  # noqa: PLC0415
+    from anomalib_minimaxad.demo import DEFAULT_CONFIG, DemoSettings, run_demo  # noqa: PLC0415
+
+    extra = [a for a in arguments.train_args if a != "--"]
+    settings = DemoSettings(
+        data_root=arguments.data_root,
+        output=arguments.output,
+        categories=tuple(arguments.categories) if arguments.categories else DEMO_CATEGORIES,
+        config=arguments.config or DEFAULT_CONFIG,
+        image_size=arguments.image_size,
+        num_train=arguments.num_train,
+        num_test_good=arguments.num_test_good,
+        num_test_defect=arguments.num_test_defect,
+        extra_train_args=extra,
+    )
+    try:
+        run_demo(settings)
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        print(f"{PROGRAM_NAME} demo: error: {error}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         name="demo-data",
         help="generate a small deterministic demo dataset in the MVTec AD layout",
         add_arguments=_add_demo_data_arguments,
         run=_run_demo_data,
+    ),
+    Subcommand(
+        name="demo",
+        help="train, test, export and run MiniMaxAD on the demo dataset, with pictures and a metrics table",
+        add_arguments=_add_demo_arguments,
+        run=_run_demo,
     ),
 )
 

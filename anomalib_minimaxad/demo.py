@@ -1,0 +1,306 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""The end-to-end demo: data, training, test, OpenVINO export and inference, pictures.
+
+Per category of the bundled demo dataset (real texture photographs from scikit-image,
+with synthetic defects) it runs what a user would:
+
+1. ``anomalib train --config configs/demo_cpu.yaml --data.root R --data.category C``
+   (anomalib's own CLI: fit, then test);
+2. ``Engine.test`` on the best checkpoint, for the metrics as numbers;
+3. ``anomalib export --model MiniMaxAD --export_type openvino --ckpt_path ...``;
+4. OpenVINO inference (anomalib's ``OpenVINOInferencer``) on every test image, timed;
+
+then prints a metrics table, writes it as ``metrics.json`` and ``metrics.md``, and draws
+one PNG grid per category: image, ground truth, anomaly heat map, predicted mask.
+
+No download is needed. ImageNet weights for the encoder are used when they can be had
+(``$MINIMAXAD_WEIGHTS_DIR`` or the Hugging Face cache/hub); otherwise the demo says so and
+trains with a randomly initialised encoder.
+
+Example:
+    >>> from anomalib_minimaxad.demo import DemoSettings, run_demo
+    >>> run_demo(DemoSettings(output=Path("demo_output")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.demo_data import DEMO_CATEGORIES, generate_demo_dataset
+
+__all__ = ["DemoSettings", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo_cpu.yaml"
+#: Metrics shown in the table: (anomalib's name, column title).
+METRIC_COLUMNS = (
+    ("image_AUROC", "Image AUROC"),
+    ("pixel_AUROC", "Pixel AUROC"),
+    ("pixel_AUPRO", "AUPRO"),
+    ("image_F1Score", "Image F1"),
+)
+GRID_ROWS = 6
+
+
+@dataclass
+class DemoSettings:
+    """What the demo runs on and where it writes.
+
+    Attributes:
+        data_root: Folder of the generated dataset (reused when complete).
+        output: Folder for runs, exports, pictures and the metrics table.
+        categories: Demo categories to train, one model each.
+        config: anomalib CLI config of the training run.
+        image_size: Side of the generated images.
+        num_train: Normal training images per category.
+        num_test_good: Normal test images per category.
+        num_test_defect: Defective test images per category.
+        extra_train_args: Further ``anomalib train`` arguments (e.g. ``--trainer.max_epochs 1``).
+    """
+
+    data_root: Path = Path("datasets/minimaxad_demo")
+    output: Path = Path("demo_output")
+    categories: Sequence[str] = DEMO_CATEGORIES
+    config: Path = DEFAULT_CONFIG
+    image_size: int = 256
+    num_train: int = 60
+    num_test_good: int = 20
+    num_test_defect: int = 20
+    extra_train_args: Sequence[str] = field(default_factory=tuple)
+
+
+def _anomalib_command() -> list[str]:
+    """The ``anomalib`` console script of this interpreter's environment."""
+    script = Path(sys.executable).parent / "anomalib"
+    if not script.exists():
+        msg = f"anomalib's console script is missing next to {sys.executable}; install anomalib-minimaxad first."
+        raise FileNotFoundError(msg)
+    return [str(script)]
+
+
+def _run(command: list[str], log_file: Path) -> None:
+    """Run an anomalib command, showing its output (progress bars) and keeping a log."""
+    print("$ " + " ".join(command), flush=True)  # noqa: T201
+    with log_file.open("w") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # noqa: S603
+        assert process.stdout is not None  # noqa: S101 - set by PIPE
+        for line in process.stdout:
+            log.write(line)
+            if "Warning" not in line and "warnings.warn" not in line:
+                sys.stdout.write(line)
+        if process.wait() != 0:
+            msg = f"{command[0]} {command[1]} failed with exit code {process.returncode}; see {log_file}"
+            raise RuntimeError(msg)
+
+
+def encoder_weights_argument() -> str:
+    """``--model.pre_trained`` value: the ImageNet weights when they can be had, else ``false``."""
+    from .components.pretrained import (  # noqa: PLC0415 - imports torch
+        CheckpointError,
+        PretrainedWeightsUnavailableError,
+        resolve_imagenet_state_dict,
+    )
+
+    try:
+        _, source = resolve_imagenet_state_dict("unireplknet_n", pre_trained=True)
+    except (PretrainedWeightsUnavailableError, CheckpointError) as error:
+        print(  # noqa: T201
+            "\nNo ImageNet weights for the UniRepLKNet-N encoder could be had, so this demo runs with a RANDOMLY "
+            f"INITIALISED encoder (accuracy will be well below the paper's).\n  Reason: {error}\n",
+            flush=True,
+        )
+        return "false"
+    print(f"Using ImageNet encoder weights from {source}", flush=True)  # noqa: T201
+    return source if Path(source).is_file() else "true"
+
+
+def _find_checkpoint(run_dir: Path) -> Path:
+    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not checkpoints:
+        msg = f"anomalib train wrote no checkpoint under {run_dir}"
+        raise FileNotFoundError(msg)
+    return checkpoints[-1]
+
+
+def _test_metrics(checkpoint: Path, data_root: Path, category: str, run_dir: Path) -> dict[str, float]:
+    """Metrics of the checkpoint on the category's test split, through anomalib's Engine."""
+    from anomalib.data import MVTecAD  # noqa: PLC0415 - heavy imports only when running
+    from anomalib.engine import Engine  # noqa: PLC0415
+
+    from .lightning_model import MiniMaxAD  # noqa: PLC0415
+
+    model = MiniMaxAD.load_from_checkpoint(checkpoint)
+    datamodule = MVTecAD(root=data_root, category=category, eval_batch_size=16, num_workers=0)
+    engine = Engine(logger=False, default_root_dir=run_dir / "test", enable_progress_bar=False)
+    results = engine.test(model=model, datamodule=datamodule, verbose=False)
+    return {name: float(value) for name, value in results[0].items()}
+
+
+def _openvino_predictions(model_xml: Path, images: list[Path]) -> tuple[list[Any], list[float]]:
+    """Predict every image with OpenVINO (f32) and time each call in milliseconds."""
+    from anomalib.deploy import OpenVINOInferencer  # noqa: PLC0415
+
+    # OpenVINO runs bf16 on CPUs with AMX unless asked for f32; keep the exported precision.
+    inferencer = OpenVINOInferencer(path=model_xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
+    inferencer.predict(images[0])  # warm-up: first call compiles kernels
+    predictions, latencies = [], []
+    for image in images:
+        start = time.perf_counter()
+        predictions.append(inferencer.predict(image))
+        latencies.append((time.perf_counter() - start) * 1000)
+    return predictions, latencies
+
+
+def _test_images(category_root: Path) -> list[tuple[Path, Path | None]]:
+    """Test images with their mask (``None`` for normal ones)."""
+    pairs = []
+    for image in sorted((category_root / "test").glob("*/*.png")):
+        defect = image.parent.name
+        mask = category_root / "ground_truth" / defect / f"{image.stem}_mask.png"
+        pairs.append((image, mask if defect != "good" else None))
+    return pairs
+
+
+def _draw_grid(pairs: list[tuple[Path, Path | None]], predictions: list[Any], title: str, path: Path) -> None:
+    """Image, ground truth, heat map and predicted mask for a few good and defective images."""
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    good = [i for i, (_, mask) in enumerate(pairs) if mask is None][:2]
+    defective = [i for i, (_, mask) in enumerate(pairs) if mask is not None]
+    # One image per defect kind first, so the grid shows each kind.
+    by_kind: dict[str, int] = {}
+    for i in defective:
+        by_kind.setdefault(pairs[i][0].parent.name, i)
+    chosen = good + list(by_kind.values())
+    chosen += [i for i in defective if i not in chosen]
+    chosen = chosen[:GRID_ROWS]
+
+    figure, axes = plt.subplots(len(chosen), 4, figsize=(10, 2.6 * len(chosen)), squeeze=False)
+    for row, index in enumerate(chosen):
+        image_path, mask_path = pairs[index]
+        prediction = predictions[index]
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        size = image.shape[:2]
+        mask = np.asarray(Image.open(mask_path)) if mask_path else np.zeros(size, dtype=np.uint8)
+        heat = _resize(np.squeeze(prediction.anomaly_map), size)
+        predicted = _resize(np.squeeze(prediction.pred_mask).astype(np.float32), size) > 0.5
+        score = float(np.squeeze(prediction.pred_score))
+        label = "anomalous" if bool(np.squeeze(prediction.pred_label)) else "normal"
+        panels = [
+            (image, None, f"{image_path.parent.name}/{image_path.name}"),
+            (mask, "gray", "ground truth"),
+            (heat, "jet", f"anomaly map (score {score:.2f})"),
+            (predicted, "gray", f"predicted mask: {label}"),
+        ]
+        for column, (picture, colormap, caption) in enumerate(panels):
+            axis = axes[row][column]
+            if column == 2:
+                axis.imshow(image)
+                axis.imshow(picture, cmap=colormap, alpha=0.5)
+            else:
+                axis.imshow(picture, cmap=colormap)
+            axis.set_title(caption, fontsize=8)
+            axis.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image  # noqa: PLC0415
+
+    if array.shape == size:
+        return array
+    return np.asarray(Image.fromarray(array.astype(np.float32)).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def _markdown_table(rows: dict[str, dict[str, float]]) -> str:
+    header = "| Category | " + " | ".join(title for _, title in METRIC_COLUMNS) + " | OpenVINO ms/image |"
+    lines = [header, "|" + "---|" * (len(METRIC_COLUMNS) + 2)]
+    for category, values in rows.items():
+        cells = [f"{values[name]:.3f}" if name in values else "n/a" for name, _ in METRIC_COLUMNS]
+        lines.append(f"| {category} | " + " | ".join(cells) + f" | {values['latency_ms']:.1f} |")
+    return "\n".join(lines)
+
+
+def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
+    """Run the whole demo; return the metrics per category.
+
+    Raises:
+        RuntimeError: An anomalib command failed (its log is named).
+    """
+    started = time.perf_counter()
+    output = settings.output.resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    data_root = generate_demo_dataset(
+        settings.data_root,
+        settings.categories,
+        image_size=settings.image_size,
+        num_train=settings.num_train,
+        num_test_good=settings.num_test_good,
+        num_test_defect=settings.num_test_defect,
+    ).resolve()
+    print(f"Demo data (MVTec AD layout): {data_root}", flush=True)  # noqa: T201
+    pre_trained = encoder_weights_argument()
+    anomalib = _anomalib_command()
+    rows: dict[str, dict[str, float]] = {}
+    for category in settings.categories:
+        print(f"\n=== {category} ===", flush=True)  # noqa: T201
+        run_dir = output / "runs" / category
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run; an old checkpoint must not be picked up
+        run_dir.mkdir(parents=True)
+        train = [*anomalib, "train", "--config", str(settings.config), "--data.root", str(data_root)]
+        train += ["--data.category", category, "--default_root_dir", str(run_dir), "--model.pre_trained", pre_trained]
+        _run([*train, *settings.extra_train_args], run_dir / "train.log")
+        checkpoint = _find_checkpoint(run_dir)
+        metrics = _test_metrics(checkpoint, data_root, category, run_dir)
+        export_root = output / "export" / category
+        export = [*anomalib, "export", "--model", "MiniMaxAD", "--export_type", "openvino"]
+        export += ["--ckpt_path", str(checkpoint), "--export_root", str(export_root)]
+        _run(export, run_dir / "export.log")
+        model_xml = next(export_root.rglob("*.xml"))
+        pairs = _test_images(data_root / category)
+        predictions, latencies = _openvino_predictions(model_xml, [image for image, _ in pairs])
+        metrics["latency_ms"] = statistics.median(latencies)
+        rows[category] = metrics
+        grid = output / f"{category}_grid.png"
+        _draw_grid(pairs, predictions, f"MiniMaxAD on {category} (OpenVINO)", grid)
+        print(f"Pictures: {grid}", flush=True)  # noqa: T201
+
+    table = _markdown_table(rows)
+    minutes = (time.perf_counter() - started) / 60
+    encoder = "ImageNet-pretrained" if pre_trained != "false" else "randomly initialised (offline)"
+    summary = {
+        "encoder": encoder,
+        "image_size": settings.image_size,
+        "config": str(settings.config),
+        "minutes": round(minutes, 2),
+        "threads": os.cpu_count(),
+        "categories": rows,
+    }
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2))
+    (output / "metrics.md").write_text(f"Encoder: {encoder}\n\n{table}\n")
+    print(f"\nMiniMaxAD demo results (encoder {encoder}; {minutes:.1f} min):\n\n{table}\n")  # noqa: T201
+    print(f"Metrics: {output / 'metrics.json'}; pictures: {output}/<category>_grid.png")  # noqa: T201
+    return rows
