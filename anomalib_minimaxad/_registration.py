@@ -1,0 +1,189 @@
+"""Make the ``anomalib.models`` / ``anomalib.data`` entry points visible inside anomalib.
+
+anomalib 2.x reads no entry points: ``get_model``/``list_models`` scan the direct subclasses of
+``AnomalibModule``, ``get_datamodule`` looks names up on ``anomalib.data`` and the CLI (jsonargparse)
+resolves ``--model X`` / ``--data X`` among the *imported* subclasses. The tiny root module
+``anomalib_minimaxad_hook`` (imported by a ``.pth`` file at interpreter start) therefore calls
+:func:`on_module_loaded` right after ``anomalib.models``, ``anomalib.data`` or ``anomalib_minimaxad``
+have finished executing. For every entry point of the group named like the module this
+
+* sets the loaded object as an attribute of the module and appends its name to ``__all__``;
+* adds the entry point's module (and its parent packages) to ``ALLOWED_MODULES`` where the module has
+  one (``anomalib.models`` does, for ``get_model({"class_path": "anomalib_minimaxad.MiniMaxAD"})``).
+
+Loading is deferred while the entry point's own package, ``anomalib``, ``anomalib.models`` or
+``anomalib.data`` is still mid-import (e.g. ``import anomalib_minimaxad`` imports ``anomalib.models``,
+which fires the hook while our package is half initialised). Deferred entry points are retried
+whenever a watched module completes, on attribute access (module ``__getattr__``) and before
+``list_models`` / ``_get_model_class_by_name`` run. A failing entry point is logged as a warning and
+skipped: it never breaks importing anomalib.
+
+This module is imported only when the hook fires, so it must stay free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from importlib.metadata import EntryPoint
+    from types import ModuleType
+
+logger = logging.getLogger(__name__)
+
+#: Module of anomalib -> entry-point group whose objects are published on it.
+GROUPS: dict[str, str] = {"anomalib.models": "anomalib.models", "anomalib.data": "anomalib.data"}
+#: Modules that must be fully imported before any entry point may be loaded (ours import them).
+_GUARDS: tuple[str, ...] = ("anomalib", *GROUPS)
+#: anomalib functions that find classes by scanning ``__subclasses__()``: resolve pending entry points first.
+_RESOLVING_FUNCTIONS: dict[str, tuple[str, ...]] = {"anomalib.models": ("list_models", "_get_model_class_by_name")}
+_HOOKED = "__anomalib_minimaxad_hook__"
+_MISSING = object()
+
+_pending: dict[str, dict[str, EntryPoint]] = {}  # module name -> attribute name -> entry point
+# Watched modules whose code has run: their ``__spec__._initializing`` is still True while the hook runs.
+_executed: set[str] = set()
+_resolving = False
+
+
+def on_module_loaded(module: ModuleType) -> None:
+    """Register the entry points belonging to ``module`` and retry deferred ones.
+
+    Args:
+        module: A watched module (``anomalib.models``, ``anomalib.data`` or ``anomalib_minimaxad``)
+            whose code has just finished executing.
+    """
+    _executed.add(module.__name__)
+    if module.__name__ == __package__:  # the hook loads this module by path: bind it like a normal import would
+        vars(module).setdefault(__name__.rpartition(".")[2], sys.modules[__name__])
+    group = GROUPS.get(module.__name__)
+    if group is not None:
+        _register_group(module, group)
+    resolve_pending()
+
+
+def resolve_pending() -> None:
+    """Load every deferred entry point whose packages are no longer mid-import."""
+    global _resolving  # noqa: PLW0603  # re-entrancy guard: loading an entry point may fire the hook again
+    if _resolving:
+        return  # the outer call keeps looping until nothing changes
+    _resolving = True
+    try:
+        progress = True
+        while progress:
+            progress = False
+            for module_name, entry_points in list(_pending.items()):
+                module = sys.modules.get(module_name)
+                for name, entry_point in list(entry_points.items()):
+                    if module is not None and not _blocked(entry_point):
+                        _load(module, name, entry_point)
+                        progress = True
+    finally:
+        _resolving = False
+
+
+def _register_group(module: ModuleType, group: str) -> None:
+    from importlib.metadata import entry_points  # noqa: PLC0415  # only once anomalib is being imported
+
+    try:
+        found = entry_points(group=group)
+    except Exception as exc:  # noqa: BLE001  # broken metadata must not break importing anomalib
+        logger.warning("anomalib-minimaxad: cannot read the %r entry points: %r", group, exc)
+        return
+    pending = _pending.setdefault(module.__name__, {})
+    for entry_point in found:
+        if entry_point.name in vars(module) or entry_point.name in pending:
+            # Never shadow a name anomalib (or an earlier distribution) already defines.
+            logger.debug(
+                "anomalib-minimaxad: %s.%s exists, entry point %r skipped",
+                module.__name__,
+                entry_point.name,
+                entry_point,
+            )
+            continue
+        pending[entry_point.name] = entry_point
+        _allow_module(module, entry_point.module)
+    if pending:
+        _install_lazy_access(module)
+
+
+def _allow_module(module: ModuleType, module_path: str) -> None:
+    """Whitelist ``module_path`` and its parents for ``get_model({"class_path": ...})``."""
+    allowed = getattr(module, "ALLOWED_MODULES", None)
+    if isinstance(allowed, set):
+        parts = module_path.split(".")
+        allowed.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+
+def _initializing(name: str) -> bool:
+    if name in _executed:
+        return False
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))  # set by importlib while a module executes
+
+
+def _blocked(entry_point: EntryPoint) -> bool:
+    """Whether loading ``entry_point`` now would meet a half-initialised module."""
+    parts = entry_point.module.split(".")
+    packages = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(_initializing(name) for name in (*_GUARDS, *packages))
+
+
+def _load(module: ModuleType, name: str, entry_point: EntryPoint) -> Any:  # noqa: ANN401  # any registered object
+    """Load ``entry_point`` and publish it as ``module.<name>``; log and return ``_MISSING`` on failure."""
+    _pending.get(module.__name__, {}).pop(name, None)  # whatever happens, try only once
+    try:
+        obj = entry_point.load()
+    except Exception as exc:  # noqa: BLE001  # a broken plugin must not break anomalib
+        logger.warning(
+            "anomalib-minimaxad: could not load entry point %r = %r of group %r: %r",
+            entry_point.name,
+            entry_point.value,
+            entry_point.group,
+            exc,
+        )
+        return _MISSING
+    setattr(module, name, obj)
+    names = getattr(module, "__all__", None)
+    if isinstance(names, list) and name not in names:
+        names.append(name)
+    return obj
+
+
+def _install_lazy_access(module: ModuleType) -> None:
+    """Resolve deferred entry points on ``module.<name>`` access and before subclass-scanning lookups."""
+    previous = module.__dict__.get("__getattr__")
+    if not getattr(previous, _HOOKED, False):
+
+        def __getattr__(name: str) -> Any:  # noqa: ANN401, N807  # PEP 562 module __getattr__
+            entry_point = _pending.get(module.__name__, {}).get(name)
+            if entry_point is not None and not _blocked(entry_point):
+                obj = _load(module, name, entry_point)
+                if obj is not _MISSING:
+                    return obj
+            if previous is not None:
+                return previous(name)
+            msg = f"module {module.__name__!r} has no attribute {name!r}"
+            raise AttributeError(msg)
+
+        setattr(__getattr__, _HOOKED, True)
+        module.__getattr__ = __getattr__
+
+    for function_name in _RESOLVING_FUNCTIONS.get(module.__name__, ()):
+        function = module.__dict__.get(function_name)
+        if callable(function) and not getattr(function, _HOOKED, False):
+            setattr(module, function_name, _resolving_first(function))
+
+
+def _resolving_first(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        resolve_pending()
+        return function(*args, **kwargs)
+
+    setattr(wrapper, _HOOKED, True)
+    return wrapper
