@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -109,14 +110,31 @@ def _run(command: list[str], log_file: Path) -> None:
             raise RuntimeError(msg)
 
 
+def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers at all (one connection attempt)."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def encoder_weights_argument() -> str:
     """``--model.pre_trained`` value: the ImageNet weights when they can be had, else ``false``."""
     from .components.pretrained import (  # noqa: PLC0415 - imports torch
+        WEIGHTS_DIR_ENV,
         CheckpointError,
         PretrainedWeightsUnavailableError,
         resolve_imagenet_state_dict,
     )
 
+    if not os.environ.get(WEIGHTS_DIR_ENV) and not _hub_reachable():
+        # Only the local Hugging Face cache can help: skip huggingface_hub's retries (about 20 s),
+        # here and in the anomalib commands started below.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from huggingface_hub import constants  # noqa: PLC0415
+
+        constants.HF_HUB_OFFLINE = True
     try:
         _, source = resolve_imagenet_state_dict("unireplknet_n", pre_trained=True)
     except (PretrainedWeightsUnavailableError, CheckpointError) as error:
@@ -128,6 +146,17 @@ def encoder_weights_argument() -> str:
         return "false"
     print(f"Using ImageNet encoder weights from {source}", flush=True)  # noqa: T201
     return source if Path(source).is_file() else "true"
+
+
+def _model_arguments(arguments: Sequence[str]) -> list[str]:
+    """The ``--model.*`` options (with their values) among ``anomalib train`` arguments."""
+    selected: list[str] = []
+    for index, argument in enumerate(arguments):
+        if argument.startswith("--model."):
+            selected.append(argument)
+            if "=" not in argument and index + 1 < len(arguments):
+                selected.append(arguments[index + 1])
+    return selected
 
 
 def _find_checkpoint(run_dir: Path) -> Path:
@@ -278,6 +307,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
         export_root = output / "export" / category
         export = [*anomalib, "export", "--model", "MiniMaxAD", "--export_type", "openvino"]
         export += ["--ckpt_path", str(checkpoint), "--export_root", str(export_root)]
+        export += _model_arguments(settings.extra_train_args)  # the model must be built as it was trained
         _run(export, run_dir / "export.log")
         model_xml = next(export_root.rglob("*.xml"))
         pairs = _test_images(data_root / category)
