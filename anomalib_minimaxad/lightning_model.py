@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalib import LearningType
-from anomalib.data import Batch
+from anomalib.data import AnomalibDataModule, Batch
 from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
@@ -52,6 +52,7 @@ from torch import optim
 
 from .anomaly_map import ScoreMode
 from .components.unireplknet import UNIREPLKNET_VARIANTS
+from .fault_tolerance import export_atomically, seed_epoch, use_atomic_checkpoints
 from .loss import LossType, build_loss
 from .torch_model import MiniMaxADModel
 
@@ -158,6 +159,15 @@ class MiniMaxAD(AnomalibModule):
         """Allowlist our enums stored in ``hyper_parameters`` for ``weights_only`` loads."""
         return (LossType, ScoreMode)
 
+    def setup(self, stage: str) -> None:
+        """Write checkpoints atomically (see :mod:`~anomalib_minimaxad.fault_tolerance`)."""
+        del stage
+        use_atomic_checkpoints(self._trainer)
+
+    def on_train_epoch_start(self) -> None:
+        """Reseed from (global seed, epoch): a resumed run continues exactly as an uninterrupted one."""
+        seed_epoch(self.trainer)
+
     def on_fit_start(self) -> None:
         """Load the ImageNet encoder weights when training starts from scratch."""
         if not self._encoder_weights_ready:
@@ -165,15 +175,28 @@ class MiniMaxAD(AnomalibModule):
             self._encoder_weights_ready = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse checkpoints of another backbone size; the restored encoder needs no download."""
-        saved = checkpoint.get("hyper_parameters", {})
-        saved_size = (saved.get("backbone", "unireplknet_n"), _dims_or_default(saved))
-        own_size = (self.model.backbone, self.model.dims)
-        if saved_size != own_size:
+        """Refuse checkpoints of another network size; the restored encoder needs no download.
+
+        The sizes are compared on the checkpoint's tensors, not its ``hyper_parameters``:
+        ``load_from_checkpoint(path, dims=...)`` writes its keyword arguments over those before this
+        hook runs, and a ``depths`` override changes the tensors as much as ``dims`` does.
+        """
+        state_dict = checkpoint.get("state_dict", {})
+        saved_shapes = {
+            key.removeprefix("model."): tuple(value.shape)
+            for key, value in state_dict.items()
+            if key.startswith("model.")
+        }
+        own_shapes = {key: tuple(value.shape) for key, value in self.model.state_dict().items()}
+        if saved_shapes != own_shapes:
+            saved_size = _size_from_state_dict(state_dict) or _size_from_hyper_parameters(
+                checkpoint.get("hyper_parameters", {})
+            )
             msg = (
-                f"The checkpoint holds a MiniMaxAD with backbone {saved_size[0]} and widths {saved_size[1]}, "
-                f"but this model has backbone {own_size[0]} and widths {own_size[1]}. "
-                "Build the model with the checkpoint's backbone (e.g. --model.backbone) and dims."
+                f"The checkpoint holds a MiniMaxAD of {_describe_size(*saved_size)}, but this model has backbone "
+                f"{self.model.backbone} with {_describe_size(self.model.dims, self.model.depths)}. Build the model "
+                "with the checkpoint's size (--model.backbone, --model.dims, --model.depths), or load it with "
+                "MiniMaxAD.load_from_checkpoint(path), which reads the size from the checkpoint."
             )
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
@@ -216,25 +239,55 @@ class MiniMaxAD(AnomalibModule):
         return fused.reparameterize()
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
-        """Export the fused model (see :meth:`AnomalibModule.to_torch`)."""
+        """Export the fused model (see :meth:`AnomalibModule.to_torch`), atomically."""
         if not self.model.is_reparameterized:
             return self.fused_copy().to_torch(export_root, model_file_name)
-        return super().to_torch(export_root, model_file_name)
+        export = super().to_torch
+        return export_atomically(lambda root: export(root, model_file_name), export_root)
 
-    def to_onnx(self, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
-        """Export the fused model to ONNX (see :meth:`AnomalibModule.to_onnx`)."""
+    def to_onnx(self, export_root: Path | str, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
+        """Export the fused model to ONNX (see :meth:`AnomalibModule.to_onnx`), atomically."""
         if not self.model.is_reparameterized:
-            return self.fused_copy().to_onnx(*args, **kwargs)
+            return self.fused_copy().to_onnx(export_root, *args, **kwargs)
         # anomalib asks for opset 14, which torch's exporter can only reach by a down-conversion that
         # fails on this graph (and then keeps 18 anyway, with a traceback in the log).
         kwargs.setdefault("opset_version", ONNX_OPSET)
-        return super().to_onnx(*args, **kwargs)
+        export = super().to_onnx
+        return export_atomically(lambda root: export(root, *args, **kwargs), export_root)
 
-    def to_openvino(self, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
-        """Export the fused model to OpenVINO (see :meth:`AnomalibModule.to_openvino`)."""
+    def to_openvino(self, export_root: Path | str, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
+        """Export the fused model to OpenVINO (see :meth:`AnomalibModule.to_openvino`), atomically."""
         if not self.model.is_reparameterized:
-            return self.fused_copy().to_openvino(*args, **kwargs)
-        return super().to_openvino(*args, **kwargs)
+            return self.fused_copy().to_openvino(export_root, *args, **kwargs)
+        export = super().to_openvino
+        return export_atomically(lambda root: export(root, *args, **kwargs), export_root)
+
+    @staticmethod
+    def _post_training_quantization_ov(model: Any, datamodule: AnomalibDataModule | None = None) -> Any:  # noqa: ANN401
+        """INT8 post-training quantization (``CompressionType.INT8_PTQ``) with the map smoothing kept in float.
+
+        As anomalib's, except that the Gaussian convolution smoothing the anomaly map is not quantized:
+        in 8 bits it returns near-zero maps (NNCF 3.4, OpenVINO CPU), which turns every score into 0.
+        It is one single-channel convolution, so leaving it in float costs nothing measurable.
+        """
+        import nncf  # noqa: PLC0415 - optional dependency, as in anomalib
+
+        if datamodule is None:
+            msg = "Datamodule must be provided for OpenVINO INT8_PTQ compression"
+            raise ValueError(msg)
+        datamodule.setup("fit")
+        model_input = model.input(0)
+        if model_input.partial_shape[0].is_static:
+            datamodule.train_batch_size = model_input.shape[0]
+        dataloader = datamodule.val_dataloader()
+        if len(dataloader.dataset) < 300:
+            logger.warning(
+                ">300 images recommended for INT8 quantization, found only %d images", len(dataloader.dataset)
+            )
+        calibration_dataset = nncf.Dataset(dataloader, lambda batch: batch["image"])
+        smoothing = _anomaly_map_convolutions(model)
+        ignored_scope = nncf.IgnoredScope(names=smoothing, validate=False) if smoothing else None
+        return nncf.quantize(model, calibration_dataset, ignored_scope=ignored_scope)
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
@@ -264,8 +317,49 @@ class MiniMaxAD(AnomalibModule):
         return LearningType.ONE_CLASS
 
 
-def _dims_or_default(hyper_parameters: dict[str, Any]) -> tuple[int, ...]:
-    """Widths a saved model was built with."""
-    if hyper_parameters.get("dims"):
-        return tuple(hyper_parameters["dims"])
-    return tuple(UNIREPLKNET_VARIANTS[hyper_parameters.get("backbone", "unireplknet_n")]["dims"])
+def _size_from_state_dict(state_dict: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Widths and depths of the network in a Lightning state dict, or ``None`` if it has another layout."""
+    try:
+        dims = (
+            *(int(state_dict[f"model.encoder.norm{i}.weight"].shape[0]) for i in range(3)),
+            int(state_dict["model.bottleneck.conv4.weight"].shape[0]),
+        )
+    except (KeyError, AttributeError, IndexError):
+        return None
+    stage_prefixes = (*(f"model.encoder.stages.{i}." for i in range(3)), "model.bottleneck.stages.0.")
+    depths = tuple(
+        len({key[len(prefix) :].split(".")[0] for key in state_dict if key.startswith(prefix)})
+        for prefix in stage_prefixes
+    )
+    return dims, depths
+
+
+def _size_from_hyper_parameters(hyper_parameters: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Widths and depths a saved model was built with, according to its hyper-parameters."""
+    variant = UNIREPLKNET_VARIANTS.get(hyper_parameters.get("backbone", "unireplknet_n"), {})
+    dims = hyper_parameters.get("dims") or variant.get("dims", ())
+    depths = hyper_parameters.get("depths") or variant.get("depths", ())
+    return tuple(dims), tuple(depths)
+
+
+def _describe_size(dims: Sequence[int], depths: Sequence[int]) -> str:
+    """``widths (...) and depths (...)``, plus the UniRepLKNet size it equals, if any."""
+    dims, depths = tuple(dims), tuple(depths)
+    names = [name for name, v in UNIREPLKNET_VARIANTS.items() if (v["dims"], v["depths"]) == (dims, depths)]
+    return f"widths {dims} and depths {depths}" + (f" (as {names[0]})" if names else "")
+
+
+def _anomaly_map_convolutions(model: Any) -> list[str]:  # noqa: ANN401 - an openvino.Model
+    """Names of the convolutions closest to the ``anomaly_map`` output (the Gaussian smoothing)."""
+    results = [output.get_node() for output in model.outputs if "anomaly_map" in output.get_names()]
+    found, seen, pending = [], set(), [node.input_value(0).get_node() for node in results]
+    while pending:
+        node = pending.pop()
+        if node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        if node.get_type_name() == "Convolution":
+            found.append(node.get_friendly_name())  # stop here: the encoder and decoder lie beyond
+            continue
+        pending.extend(value.get_node() for value in node.input_values())
+    return found

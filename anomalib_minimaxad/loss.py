@@ -143,6 +143,12 @@ class ADCLoss(MiniMaxADLoss):
     elements get no gradient. (The first test compares ``A`` with a threshold taken from
     ``M``, as the authors do.)
 
+    Under distributed data parallel training every process computes ``M``, its quantiles and its
+    standard deviation from its own batch only, as the authors' single-process code does for one
+    batch; nothing is gathered, DDP only averages the gradients. ``N`` processes with batch ``b``
+    each therefore mine ``N`` batches of ``b``, not one of ``N * b``: to keep the paper's batch of
+    16 per threshold, keep ``train_batch_size: 16`` per process.
+
     Args:
         p_hard: Quantile of ``M`` for the hard-mining threshold.
         p_lim: Quantile of ``A`` used when too few elements pass; sets ``num_lim``.

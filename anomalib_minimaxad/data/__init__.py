@@ -1,0 +1,44 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""Data utilities for MiniMaxAD: a deterministic demo dataset in the MVTec AD layout, and datamodules."""
+
+from typing import TYPE_CHECKING
+
+from anomalib_minimaxad.data.demo_data import DEFECT_TYPES, DEMO_CATEGORIES, generate_demo_dataset
+
+if TYPE_CHECKING:
+    from anomalib_minimaxad.data.aebad import AeBADS
+    from anomalib_minimaxad.data.mvtec import MVTec
+    from anomalib_minimaxad.data.mvtec_layout import MVTecLayout
+    from anomalib_minimaxad.data.per_category import PerCategoryMetrics
+    from anomalib_minimaxad.data.unified import Unified
+
+__all__ = [
+    "DEFECT_TYPES",
+    "DEMO_CATEGORIES",
+    "AeBADS",
+    "MVTec",
+    "MVTecLayout",
+    "PerCategoryMetrics",
+    "Unified",
+    "generate_demo_dataset",
+]
+
+#: Names imported on first access: they import anomalib (and torch), which ``demo_data`` users should not pay for.
+_LAZY = {
+    "MVTec": "anomalib_minimaxad.data.mvtec",
+    "Unified": "anomalib_minimaxad.data.unified",
+    "MVTecLayout": "anomalib_minimaxad.data.mvtec_layout",
+    "AeBADS": "anomalib_minimaxad.data.aebad",
+    "PerCategoryMetrics": "anomalib_minimaxad.data.per_category",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the datamodules lazily (see ``_LAZY``)."""
+    if name in _LAZY:
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,0 +1,464 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""Per-category test metrics: the layout of the paper's Table 3 (one row per category, then the mean).
+
+A datamodule whose test set mixes several categories (:class:`~anomalib_minimaxad.data.unified.Unified`, or the
+four domains of :class:`~anomalib_minimaxad.data.aebad.AeBADS`) tells which category each test image belongs to
+through the :class:`CategoryAware` protocol (``test_categories`` and ``category_of(image_paths)``; the image path
+is the key, since anomalib's batches carry no category field). The :class:`PerCategoryMetrics` callback then keeps
+one set of metric objects *per category* (anomalib metrics are stateful), updates each with that category's part
+of every test batch, and at the end of the test
+
+* logs ``<category>/<metric>`` and ``mean/<metric>`` (they appear in the table Lightning prints and in the list
+  ``Engine.test`` returns),
+* logs the table (rows: categories and ``Mean``; columns: ``I-AUROC``, ``P-AUROC``, ``AUPRO``, ``P-AUPR``, ...),
+* writes it to ``<trainer.default_root_dir>/per_category_results.csv`` and ``.json`` (rank 0, atomically).
+
+The metrics are, by default, fresh copies of the model evaluator's test metrics (for MiniMaxAD: image AUROC and
+F1, pixel AUROC, F1, AUPRO and AUPR), so every column means what the evaluator's metric of the same name means.
+Pixel metrics keep their inputs like the evaluator does; to bound memory at large input sizes, maps whose longer
+side exceeds ``max_map_size`` (default 256, i.e. untouched at the paper's 224/256 pixels) are downsampled before
+they are stored (anomaly map: area average; masks: nearest).
+
+The category-aware datamodules attach the callback themselves in ``setup`` (a datamodule cannot declare
+callbacks), so it works from ``anomalib train/test`` and ``Engine().test`` alike; add one explicitly to choose its
+options. It moves itself behind the model's post-processor and evaluator, so it sees the same values they do.
+
+Example:
+    >>> import torch
+    >>> from types import SimpleNamespace
+    >>> from anomalib.metrics import AUROC
+    >>> callback = PerCategoryMetrics(metrics=[AUROC(fields=["pred_score", "gt_label"], prefix="image_")])
+    >>> callback.reset(["a", "b"])
+    >>> batch = SimpleNamespace(pred_score=torch.tensor([0.1, 0.9, 0.2, 0.8]), gt_label=torch.tensor([0, 1, 0, 1]))
+    >>> callback.update(batch, ["a", "a", "b", "b"])
+    >>> results = callback.compute()
+    >>> results.mean["image_AUROC"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.metrics import AUPR, AUPRO, AUROC, AnomalibMetric
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+__all__ = [
+    "DISPLAY_NAMES",
+    "RESULTS_FILE_STEM",
+    "CategoryAware",
+    "CategoryResults",
+    "PerCategoryMetrics",
+    "attach_per_category_metrics",
+    "default_metrics",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Results are written to ``<output dir>/per_category_results.csv`` and ``.json``.
+RESULTS_FILE_STEM = "per_category_results"
+
+#: Column titles of the table, as the paper writes them, in the paper's order (other metrics follow, keeping
+#: their anomalib name).
+DISPLAY_NAMES: dict[str, str] = {
+    "image_AUROC": "I-AUROC",
+    "pixel_AUROC": "P-AUROC",
+    "pixel_AUPRO": "AUPRO",
+    "pixel_AUPR": "P-AUPR",
+    "image_AUPR": "I-AUPR",
+    "image_F1Score": "I-F1",
+    "pixel_F1Score": "P-F1",
+}
+
+#: Batch fields holding a per-pixel value; they are downsampled above ``max_map_size``.
+_MAP_FIELDS = frozenset({"anomaly_map"})
+_MASK_FIELDS = frozenset({"gt_mask", "pred_mask"})
+
+
+@runtime_checkable
+class CategoryAware(Protocol):
+    """What :class:`PerCategoryMetrics` needs from a datamodule: the test categories and each image's one."""
+
+    @property
+    def test_categories(self) -> list[str]:
+        """Categories of the test set, in the order of the results table."""
+        ...
+
+    def category_of(self, image_paths: Iterable[str]) -> list[str]:
+        """Category of each image (by its path as it appears in the batches)."""
+        ...
+
+
+def default_metrics() -> list[AnomalibMetric]:
+    """The paper's Table 3 columns, used when the model has no evaluator: I-AUROC, P-AUROC, AUPRO, P-AUPR."""
+    return [
+        AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+        AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+        AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+        AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+    ]
+
+
+@dataclass
+class CategoryResults:
+    """Metrics per category and their mean (the layout of the paper's Table 3).
+
+    Attributes:
+        metric_names: Metric names in column order (anomalib names, e.g. ``image_AUROC``).
+        per_category: ``{category: {metric: value}}`` in row order; a value is ``nan`` when it is undefined
+            (e.g. no anomalous image in that category).
+        mean: ``{metric: mean over the categories}``, ignoring undefined values.
+        num_images: ``{category: number of test images seen}``.
+
+    Example:
+        >>> results = CategoryResults(["image_AUROC"], {"a": {"image_AUROC": 1.0}, "b": {"image_AUROC": 0.5}})
+        >>> results.mean
+        {'image_AUROC': 0.75}
+        >>> print(results.format_table())
+        Category  I-AUROC
+        a           100.0
+        b            50.0
+        Mean         75.0
+    """
+
+    metric_names: list[str]
+    per_category: dict[str, dict[str, float]]
+    mean: dict[str, float] = field(default_factory=dict)
+    num_images: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Average the categories when no mean is given."""
+        if not self.mean:
+            self.mean = {
+                name: _nanmean(row.get(name, math.nan) for row in self.per_category.values())
+                for name in self.metric_names
+            }
+
+    @property
+    def columns(self) -> list[str]:
+        """Column titles (``I-AUROC``, ``P-AUROC``, ``AUPRO``, ``P-AUPR``, ...)."""
+        return [DISPLAY_NAMES.get(name, name) for name in self.metric_names]
+
+    def rows(self) -> list[tuple[str, list[float]]]:
+        """``(row title, values)`` for every category, then ``Mean``."""
+        rows = [
+            (category, [values.get(n, math.nan) for n in self.metric_names])
+            for category, values in self.per_category.items()
+        ]
+        rows.append(("Mean", [self.mean.get(n, math.nan) for n in self.metric_names]))
+        return rows
+
+    def format_table(self, percent: bool = True, digits: int = 1) -> str:
+        """The table as aligned text, values in percent (as the paper prints them) unless ``percent=False``."""
+        scale = 100.0 if percent else 1.0
+        header = ["Category", *self.columns]
+        body = [[title, *(f"{value * scale:.{digits}f}" for value in values)] for title, values in self.rows()]
+        widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+        lines = []
+        for row in (header, *body):
+            cells = [row[0].ljust(widths[0])]
+            cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """CSV text: ``category,<columns>`` then one line per category and ``Mean``; values as fractions."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["category", *self.columns])
+        for title, values in self.rows():
+            writer.writerow([title, *(f"{value:.6f}" for value in values)])
+        return buffer.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``nan`` becomes ``None``)."""
+        return {
+            "metrics": self.metric_names,
+            "columns": self.columns,
+            "per_category": {c: {n: _json_float(v) for n, v in row.items()} for c, row in self.per_category.items()},
+            "mean": {n: _json_float(v) for n, v in self.mean.items()},
+            "num_images": self.num_images,
+        }
+
+    def save(self, directory: str | Path, stem: str = RESULTS_FILE_STEM) -> tuple[Path, Path]:
+        """Write ``<directory>/<stem>.csv`` and ``.json`` atomically; returns both paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        csv_path, json_path = directory / f"{stem}.csv", directory / f"{stem}.json"
+        _write_atomic(csv_path, self.to_csv())
+        _write_atomic(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return csv_path, json_path
+
+
+class PerCategoryMetrics(Callback):
+    """Compute test metrics per category of a :class:`CategoryAware` datamodule, and their mean.
+
+    Args:
+        metrics: Metric objects to compute for each category (each is copied per category). Defaults to the
+            model evaluator's test metrics, or :func:`default_metrics` when the model has none.
+        max_map_size: Longer side above which anomaly maps and masks are downsampled before the pixel metrics
+            store them; ``None`` keeps full resolution. Defaults to ``256``.
+        output_dir: Folder of ``per_category_results.{csv,json}``. Defaults to ``trainer.default_root_dir``.
+
+    Example:
+        >>> from anomalib.engine import Engine
+        >>> from anomalib_minimaxad import MiniMaxAD
+        >>> from anomalib_minimaxad.data import Unified
+        >>> datamodule = Unified(dataset="MVTecAD", root="./datasets/MVTecAD", categories="all")
+        >>> engine = Engine(callbacks=[PerCategoryMetrics(max_map_size=None)])  # optional: attached anyway
+        >>> engine.test(MiniMaxAD(), datamodule=datamodule, ckpt_path="model.ckpt")  # doctest: +SKIP
+        >>> engine.trainer.callbacks[-1].results.mean  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[AnomalibMetric] | None = None,
+        max_map_size: int | None = 256,
+        output_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if max_map_size is not None and max_map_size < 1:
+            msg = f"max_map_size must be a positive number of pixels or None, got {max_map_size}."
+            raise ValueError(msg)
+        self.metric_templates = list(metrics) if metrics is not None else None
+        self.max_map_size = max_map_size
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.results: CategoryResults | None = None
+        self._metrics: dict[str, list[AnomalibMetric]] = {}
+        # Per category: normal images, anomalous images, anomalous mask pixels, mask pixels.
+        self._counts: dict[str, torch.Tensor] = {}
+        self._device = torch.device("cpu")
+        self._active = False
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Plain API (usable without a trainer)
+    # ------------------------------------------------------------------------------------------------------------
+
+    def reset(self, categories: Sequence[str], templates: Sequence[AnomalibMetric] | None = None) -> None:
+        """Start over with fresh metric objects for each of ``categories`` (in table order)."""
+        templates = list(templates if templates is not None else self.metric_templates or default_metrics())
+        order = list(DISPLAY_NAMES)  # the paper's columns first, then the others as given
+        templates.sort(key=lambda m: order.index(m.name) if m.name in order else len(order))
+        names = [metric.name for metric in templates]
+        if len(set(names)) != len(names):
+            msg = f"Metric names must be unique to form table columns, got {names}."
+            raise ValueError(msg)
+        self._metrics = {}
+        for category in dict.fromkeys(categories):
+            fresh = [copy.deepcopy(metric) for metric in templates]
+            for metric in fresh:
+                metric.reset()
+            self._metrics[category] = fresh
+        self._counts = {category: torch.zeros(4, dtype=torch.float64) for category in self._metrics}
+        self.results = None
+
+    def update(self, batch: Any, categories: Sequence[str]) -> None:  # noqa: ANN401 - any batch-like object
+        """Add a batch; ``categories[i]`` is the category of its ``i``-th image."""
+        unknown = set(categories) - self._metrics.keys()
+        if unknown:
+            msg = f"Test images of categories {sorted(unknown)} are not in the table {list(self._metrics)}."
+            raise KeyError(msg)
+        for category in dict.fromkeys(categories):
+            indices = [i for i, c in enumerate(categories) if c == category]
+            part = self._select(batch, indices)
+            for metric in self._metrics[category]:
+                metric.update(part)
+            self._counts[category] += _label_counts(part)
+
+    def compute(self) -> CategoryResults:
+        """Metrics of every category (``nan`` where undefined) and their mean."""
+        if not self._metrics:
+            msg = "PerCategoryMetrics.compute() before reset(): no categories."
+            raise RuntimeError(msg)
+        names = [metric.name for metric in next(iter(self._metrics.values()))]
+        counts = self._gathered_counts()
+        table = {
+            category: {m.name: self._value(category, m, counts[category]) for m in metrics}
+            for category, metrics in self._metrics.items()
+        }
+        num_images = {category: int(count[0] + count[1]) for category, count in counts.items()}
+        self.results = CategoryResults(names, table, num_images=num_images)
+        return self.results
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Lightning hooks
+    # ------------------------------------------------------------------------------------------------------------
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Run after the model's callbacks (post-processor, evaluator): they prepare the values compared here."""
+        del pl_module, stage
+        callbacks = trainer.callbacks
+        if self in callbacks and callbacks[-1] is not self:
+            callbacks.remove(self)
+            callbacks.append(self)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Fresh metrics per category of the datamodule; inactive if it is not category-aware."""
+        datamodule = getattr(trainer, "datamodule", None)
+        self._active = isinstance(datamodule, CategoryAware)
+        if not self._active:
+            logger.warning(
+                "PerCategoryMetrics: the datamodule %s tells no categories; skipped.", type(datamodule).__name__
+            )
+            return
+        templates = self.metric_templates
+        evaluator = getattr(pl_module, "evaluator", None)
+        if templates is None and evaluator is not None and len(evaluator.test_metrics):
+            templates = list(evaluator.test_metrics)
+        self.reset(datamodule.test_categories, templates)
+        device = self._device = torch.device("cpu") if trainer.num_devices == 1 else pl_module.device
+        for metrics in self._metrics.values():
+            for metric in metrics:
+                metric.to(device)
+
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,  # noqa: ANN401 - the batch with predictions
+        batch: Any,  # noqa: ANN401
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Split the batch by category and update each category's metrics."""
+        del pl_module, outputs, batch_idx, dataloader_idx
+        if self._active:
+            self.update(batch, trainer.datamodule.category_of(batch.image_path))
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Compute, log and save the table."""
+        if not self._active:
+            return
+        results = self.compute()
+        logged = {f"{c}/{n}": v for c, row in results.per_category.items() for n, v in row.items()}
+        logged.update({f"mean/{n}": v for n, v in results.mean.items()})
+        pl_module.log_dict(logged, sync_dist=False)  # compute() already gathered every process's samples
+        if trainer.is_global_zero:
+            logger.info("Per-category test results (%%):\n%s", results.format_table())
+            directory = self.output_dir or Path(trainer.default_root_dir)
+            csv_path, _ = results.save(directory)
+            logger.info("Per-category results written to %s (and .json).", csv_path)
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _select(self, batch: Any, indices: list[int]) -> SimpleNamespace:  # noqa: ANN401
+        """The fields the metrics read, restricted to ``indices`` and size-capped."""
+        fields = {name for metrics in self._metrics.values() for m in metrics for name in m.fields}
+        fields |= {"gt_label", "gt_mask"}  # for the label counts
+        index = torch.tensor(indices, dtype=torch.long)
+        part = {}
+        for name in fields:
+            value = getattr(batch, name, None)
+            if isinstance(value, torch.Tensor) and value.ndim > 0:
+                value = value.detach()[index.to(value.device)]
+                if name in _MAP_FIELDS | _MASK_FIELDS:
+                    value = self._shrink(value, is_mask=name in _MASK_FIELDS)
+            elif isinstance(value, (list, tuple)):
+                value = [value[i] for i in indices]
+            part[name] = value
+        return SimpleNamespace(**part)
+
+    def _shrink(self, value: torch.Tensor, is_mask: bool) -> torch.Tensor:
+        """Downsample a ``(B, H, W)`` or ``(B, 1, H, W)`` map so that its longer side is ``max_map_size``."""
+        if self.max_map_size is None or value.ndim < 3 or max(value.shape[-2:]) <= self.max_map_size:
+            return value
+        height, width = value.shape[-2:]
+        scale = self.max_map_size / max(height, width)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        squeeze = value.ndim == 3
+        work = value.unsqueeze(1) if squeeze else value
+        if is_mask:
+            resized = F.interpolate(work.float(), size=size, mode="nearest") > 0.5
+            resized = resized.to(value.dtype)
+        else:
+            resized = F.interpolate(work.float(), size=size, mode="area").to(value.dtype)
+        return resized.squeeze(1) if squeeze else resized
+
+    def _gathered_counts(self) -> dict[str, torch.Tensor]:
+        """Label counts of every category, summed over the processes of a distributed run."""
+        stacked = torch.stack(list(self._counts.values())) if self._counts else torch.zeros(0, 4)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            stacked = stacked.to(self._device)
+            torch.distributed.all_reduce(stacked)  # every process computes, in the same order
+        return dict(zip(self._counts, stacked.cpu(), strict=True))
+
+    def _value(self, category: str, metric: AnomalibMetric, counts: torch.Tensor) -> float:
+        normal, anomalous, positive_pixels, pixels = counts.tolist()
+        if ("gt_label" in metric.fields and not (normal and anomalous)) or (
+            "gt_mask" in metric.fields and not 0 < positive_pixels < pixels
+        ):
+            logger.warning(
+                "%s of category %r is undefined: its test set lacks normal or anomalous %s.",
+                metric.name,
+                category,
+                "pixels" if "gt_mask" in metric.fields else "images",
+            )
+            return math.nan
+        try:
+            value = metric.compute()
+        except Exception as exc:  # noqa: BLE001 - an undefined metric must not lose the others
+            logger.warning("%s of category %r is undefined (%s: %s).", metric.name, category, type(exc).__name__, exc)
+            return math.nan
+        if value is None:
+            return math.nan
+        value = torch.as_tensor(value).float()
+        return float(value) if value.numel() == 1 else math.nan
+
+
+def attach_per_category_metrics(trainer: Trainer | None) -> None:
+    """Append a default :class:`PerCategoryMetrics` to ``trainer.callbacks`` unless one is there already."""
+    if trainer is None:
+        return
+    if not any(isinstance(callback, PerCategoryMetrics) for callback in trainer.callbacks):
+        trainer.callbacks.append(PerCategoryMetrics())
+
+
+def _label_counts(part: SimpleNamespace) -> torch.Tensor:
+    """``[normal images, anomalous images, anomalous mask pixels, mask pixels]`` of a batch part."""
+    counts = torch.zeros(4, dtype=torch.float64)
+    labels = getattr(part, "gt_label", None)
+    if isinstance(labels, torch.Tensor):
+        anomalous = int((labels.flatten() != 0).sum())
+        counts[0], counts[1] = labels.numel() - anomalous, anomalous
+    masks = getattr(part, "gt_mask", None)
+    if isinstance(masks, torch.Tensor):
+        counts[2], counts[3] = float((masks != 0).sum()), float(masks.numel())
+    return counts
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 8)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path`` and rename it into place."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

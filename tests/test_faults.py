@@ -1,0 +1,273 @@
+"""Faults: exact resumption, determinism, 2-process DDP on CPU, atomic checkpoints and exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from anomalib.data import MVTecAD
+from anomalib.engine import Engine
+from anomalib.models.components import AnomalibModule
+from lightning.pytorch import Callback, Trainer, seed_everything
+
+from anomalib_minimaxad import MiniMaxAD
+from anomalib_minimaxad.data import generate_demo_dataset
+from anomalib_minimaxad.fault_tolerance import AtomicCheckpointIO, epoch_seed, export_atomically
+
+from .conftest import TINY_DIMS
+
+ROOT = Path(__file__).parents[1]
+DDP_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_demo_dataset(
+        tmp_path_factory.mktemp("demo"),
+        categories=("brick",),
+        image_size=64,
+        num_train=6,
+        num_test_good=2,
+        num_test_defect=2,
+    )
+
+
+class KeepFirstEpoch(Callback):
+    """Keeps a copy of the weights after the first epoch."""
+
+    def __init__(self) -> None:
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: MiniMaxAD) -> None:
+        if trainer.current_epoch == 0:
+            self.weights = trained(pl_module)
+
+
+def train(
+    root: Path,
+    work: Path,
+    max_epochs: int,
+    ckpt_path: Path | None = None,
+    callbacks: list[Callback] | None = None,
+) -> tuple[MiniMaxAD, Engine]:
+    """A tiny MiniMaxAD on 6 images in batches of 4 (the last one uneven), validated on 4, seed 111."""
+    seed_everything(111)
+    datamodule = MVTecAD(root=root, category="brick", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    model = MiniMaxAD(pre_trained=False, dims=TINY_DIMS, visualizer=False)
+    engine = Engine(
+        default_root_dir=work,
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        deterministic=True,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks or [],
+    )
+    engine.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return model, engine
+
+
+def trained(model: MiniMaxAD) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.model.state_dict().items()}
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def runs(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """An uninterrupted 2-epoch run, a 1-epoch run, and its second epoch resumed from its checkpoint."""
+    work = tmp_path_factory.mktemp("runs")
+    keep = KeepFirstEpoch()
+    full, _ = train(demo_root, work / "full", max_epochs=2, callbacks=[keep])
+    first, engine = train(demo_root, work / "first", max_epochs=1)
+    checkpoint = Path(engine.trainer.checkpoint_callback.best_model_path)
+    resumed, resumed_engine = train(demo_root, work / "resumed", max_epochs=2, ckpt_path=checkpoint)
+    return {
+        "full": trained(full),
+        "full_after_first_epoch": keep.weights,
+        "first": trained(first),
+        "resumed": trained(resumed),
+        "checkpoint": checkpoint,
+        "engine": engine,
+        "resumed_steps": resumed_engine.trainer.global_step,
+    }
+
+
+def test_resumed_run_equals_uninterrupted_run(runs: dict) -> None:
+    assert runs["resumed_steps"] == 4  # 2 epochs of 2 batches: the resumed run did only the second epoch
+    assert max_difference(runs["resumed"], runs["full"]) == 0.0
+    assert max_difference(runs["first"], runs["full"]) > 1e-4  # the second epoch did change the weights
+
+
+def test_same_seed_gives_the_same_weights(runs: dict) -> None:
+    # Two separate runs with seed 111, compared after the same number of steps.
+    assert max_difference(runs["first"], runs["full_after_first_epoch"]) == 0.0
+
+
+def test_epoch_seeds_differ() -> None:
+    seeds = {epoch_seed(base, epoch) for base in (0, 1, 111) for epoch in range(50)}
+    assert len(seeds) == 150
+    assert all(0 <= seed < 2**32 for seed in seeds)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Atomic checkpoints and exports
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_minimaxad_writes_checkpoints_atomically(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    io = runs["engine"].trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)
+    target = tmp_path / "model.ckpt"
+    target.write_bytes(b"previous complete checkpoint")
+
+    def interrupted_save(obj: object, f: str) -> None:
+        Path(f).write_bytes(b"half a checkpo")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {}}, target)
+    assert target.read_bytes() == b"previous complete checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]  # no temporary file left
+    monkeypatch.undo()
+    io.save_checkpoint({"epoch": 3}, target)
+    assert torch.load(target, weights_only=True) == {"epoch": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+
+
+def test_exports_never_leave_a_partial_file(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = MiniMaxAD.load_from_checkpoint(runs["checkpoint"], visualizer=False)
+    exported = model.to_torch(tmp_path)
+    assert exported == tmp_path / "weights" / "torch" / "model.pt"
+    complete = exported.read_bytes()
+
+    real_save = torch.save
+
+    def interrupted_save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])  # truncated, as if killed while writing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        model.to_torch(tmp_path)
+    assert exported.read_bytes() == complete  # the previous export is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]  # staging folder removed
+
+    # ONNX and OpenVINO go through the same staging: an exporter that dies leaves nothing at the final path.
+    def dying_exporter(self: AnomalibModule, export_root: Path, *args: object, **kwargs: object) -> Path:
+        del args, kwargs
+        partial = Path(export_root) / "weights" / "onnx" / "model.onnx"
+        partial.parent.mkdir(parents=True)
+        partial.write_bytes(b"partial")
+        msg = "exporter crashed"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(AnomalibModule, "to_onnx", dying_exporter)
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        model.to_onnx(tmp_path)
+    assert not (tmp_path / "weights" / "onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+
+
+def test_export_moves_the_entry_point_last(tmp_path: Path) -> None:
+    final_xml = tmp_path / "weights" / "openvino" / "model.xml"
+    final_xml.parent.mkdir(parents=True)
+    final_xml.write_text("old model")
+    seen: list[bool] = []
+
+    def exporter(root: Path) -> Path:
+        folder = root / "weights" / "openvino"
+        folder.mkdir(parents=True)
+        (folder / "model.bin").write_bytes(b"weights")
+        (folder / "model.xml").write_text("new model")
+        seen.append(final_xml.exists())
+        return folder / "model.xml"
+
+    assert export_atomically(exporter, tmp_path) == final_xml
+    assert seen == [True]  # the old files stayed in place while exporting
+    assert final_xml.read_text() == "new model"
+    assert (final_xml.parent / "model.bin").read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distributed data parallel on CPU
+# ----------------------------------------------------------------------------------------------------------------
+
+DDP_SCRIPT = """
+import json, sys, warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+import torch
+from anomalib.data import MVTecAD
+from anomalib.engine import Engine
+from lightning.pytorch import Callback, Trainer, seed_everything
+
+from anomalib_minimaxad import MiniMaxAD
+from anomalib_minimaxad.data import Unified
+
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+torch.set_num_threads(1)
+seed_everything(111)
+datamodule = Unified(root=root, categories="all", train_batch_size=2, eval_batch_size=4, num_workers=0)
+model = MiniMaxAD(pre_trained=False, dims=(16, 32, 64, 128), visualizer=False)
+engine = Engine(default_root_dir=out, max_epochs=1, limit_val_batches=0, accelerator="cpu", devices=2,
+                strategy="ddp", logger=False, enable_progress_bar=False, enable_model_summary=False)
+engine.fit(model=model, datamodule=datamodule)
+trainer = engine.trainer
+parameters = {name: value.detach() for name, value in model.model.named_parameters()}
+torch.save({"parameters": parameters, "state": model.model.state_dict()}, out / f"rank{trainer.global_rank}.pt")
+if trainer.is_global_zero:
+    report = {"world_size": trainer.world_size, "global_step": trainer.global_step,
+              "checkpoint": trainer.checkpoint_callback.best_model_path,
+              "checkpoint_io": type(trainer.strategy.checkpoint_io).__name__}
+    (out / "report.json").write_text(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(demo_root: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    start = time.monotonic()
+    result = subprocess.run(  # noqa: S603 - our own script, run by this interpreter
+        [sys.executable, str(script), str(demo_root), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=DDP_TIMEOUT_S,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["world_size"] == 2
+    assert report["global_step"] == 2  # 6 images, 3 per process, batches of 2 (the last one of 1)
+    assert report["checkpoint_io"] == "AtomicCheckpointIO"
+    rank0 = torch.load(out / "rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    # Gradients were averaged: both replicas hold the same weights (BatchNorm statistics stay per process).
+    assert max_difference(rank0["parameters"], rank1["parameters"]) == 0.0
+    # The checkpoint of the 2-process run (rank 0's) loads in a single process and holds the trained model.
+    single = MiniMaxAD.load_from_checkpoint(report["checkpoint"], visualizer=False)
+    assert max_difference(trained(single), rank0["state"]) == 0.0
+    print(f"2-process DDP run: {elapsed:.1f} s")  # noqa: T201
