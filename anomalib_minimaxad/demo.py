@@ -95,19 +95,15 @@ def _anomalib_command() -> list[str]:
     return [str(script)]
 
 
-def _run(command: list[str], log_file: Path) -> None:
-    """Run an anomalib command, showing its output (progress bars) and keeping a log."""
+def _run(command: list[str]) -> None:
+    """Run an anomalib command in this terminal, so that Lightning's progress bars show."""
     print("$ " + " ".join(command), flush=True)  # noqa: T201
-    with log_file.open("w") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # noqa: S603
-        assert process.stdout is not None  # noqa: S101 - set by PIPE
-        for line in process.stdout:
-            log.write(line)
-            if "Warning" not in line and "warnings.warn" not in line:
-                sys.stdout.write(line)
-        if process.wait() != 0:
-            msg = f"{command[0]} {command[1]} failed with exit code {process.returncode}; see {log_file}"
-            raise RuntimeError(msg)
+    # Python warnings of the libraries would bury the progress bars; anomalib's own log lines stay.
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    returncode = subprocess.run(command, env=environment, check=False).returncode  # noqa: S603
+    if returncode != 0:
+        msg = f"`{' '.join(command[:2])} ...` failed with exit code {returncode} (its output is above)"
+        raise RuntimeError(msg)
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
@@ -301,14 +297,14 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
         run_dir.mkdir(parents=True)
         train = [*anomalib, "train", "--config", str(settings.config), "--data.root", str(data_root)]
         train += ["--data.category", category, "--default_root_dir", str(run_dir), "--model.pre_trained", pre_trained]
-        _run([*train, *settings.extra_train_args], run_dir / "train.log")
+        _run([*train, *settings.extra_train_args])
         checkpoint = _find_checkpoint(run_dir)
         metrics = _test_metrics(checkpoint, data_root, category, run_dir)
         export_root = output / "export" / category
         export = [*anomalib, "export", "--model", "MiniMaxAD", "--export_type", "openvino"]
         export += ["--ckpt_path", str(checkpoint), "--export_root", str(export_root)]
         export += _model_arguments(settings.extra_train_args)  # the model must be built as it was trained
-        _run(export, run_dir / "export.log")
+        _run(export)
         model_xml = next(export_root.rglob("*.xml"))
         pairs = _test_images(data_root / category)
         predictions, latencies = _openvino_predictions(model_xml, [image for image, _ in pairs])

@@ -112,11 +112,23 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
         os.close(handle)
         try:
             torch.save(checkpoint, temporary)
+            # mkstemp creates the file private (0600); give it the mode a plain write would have.
+            Path(temporary).chmod(_DEFAULT_FILE_MODE)
             _fsync_file(Path(temporary))
             Path(temporary).replace(target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _default_file_mode() -> int:
+    """0o666 less the process umask: the mode ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_DEFAULT_FILE_MODE = _default_file_mode()
 
 
 def use_atomic_checkpoints(trainer: Trainer | None) -> None:

@@ -146,6 +146,9 @@ def test_minimaxad_writes_checkpoints_atomically(runs: dict, tmp_path: Path, mon
     io.save_checkpoint({"epoch": 3}, target)
     assert torch.load(target, weights_only=True) == {"epoch": 3}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's private 0600
 
 
 def test_exports_never_leave_a_partial_file(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
