@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,6 +159,10 @@ class MiniMaxADModel(nn.Module):
                     conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
         self.is_reparameterized = True
         return self.eval()
+
+    def fused_copy(self) -> MiniMaxADModel:
+        """A re-parameterized copy for inference; this model stays trainable."""
+        return copy.deepcopy(self).reparameterize()
 
     def load_pretrained_encoder(self, pre_trained: str | Path | bool = True) -> str:
         """Load ImageNet UniRepLKNet weights into the encoder.

@@ -102,3 +102,20 @@ def test_parameter_counts_of_the_n_model() -> None:
     model.reparameterize()
     # Authors' fused model: 31,301,360; they keep the bottleneck's three BNs unfused (+800).
     assert count(model) == 31_300_560
+
+
+def test_lightning_tests_and_predicts_with_a_fused_copy() -> None:
+    from anomalib_minimaxad import MiniMaxAD  # noqa: PLC0415
+
+    module = MiniMaxAD(pre_trained=False, dims=TINY_DIMS)
+    keys = set(module.state_dict())
+    module.on_test_start()
+    assert module._inference_model().is_reparameterized
+    assert not module.model.is_reparameterized  # the trained network stays trainable
+    assert set(module.state_dict()) == keys  # the copy is not part of checkpoints
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        fused, plain = module._inference_model()(images), module.model.eval()(images)
+    assert (fused.anomaly_map - plain.anomaly_map).abs().max() < 1e-5
+    module.on_test_end()
+    assert module._inference_model() is module.model
