@@ -48,7 +48,7 @@ __all__ = ["DemoSettings", "run_demo"]
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo_cpu.yaml"
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo_cpu.yaml"
 #: Metrics shown in the table: (anomalib's name, column title).
 METRIC_COLUMNS = (
     ("image_AUROC", "Image AUROC"),

@@ -550,8 +550,8 @@ def test_cli_train_with_short_names(cli_checkpoint: Path) -> None:
     ("arguments", "loss_class"),
     [
         (["--model", "anomalib_minimaxad.MiniMaxAD", "--data", "MVTec"], ADCLoss),
-        (["--config", REPO / "configs" / "minimaxad.yaml"], ADCLoss),
-        (["--config", REPO / "configs" / "minimaxad_fp.yaml"], GlobalCosineLoss),
+        (["--config", REPO / "anomalib_minimaxad" / "configs" / "minimaxad.yaml"], ADCLoss),
+        (["--config", REPO / "anomalib_minimaxad" / "configs" / "minimaxad_fp.yaml"], GlobalCosineLoss),
     ],
     ids=["class_path", "config_fr", "config_fp"],
 )

@@ -27,7 +27,7 @@ from anomalib_minimaxad.data.unified import UNIFIED_CATEGORY, UnifiedDataError
 from .conftest import TINY_DIMS
 
 CATEGORIES = ("brick", "grass", "gravel")
-CONFIGS = Path(__file__).parents[1] / "configs"
+CONFIGS = Path(__file__).parents[1] / "anomalib_minimaxad" / "configs"
 PRESETS = ("mvtec_unified", "visa_unified", "visa_oneclass", "goodsad", "aebad_s", "mad_sim")
 
 
