@@ -112,7 +112,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=Path("datasets/minimaxad_demo"), help="demo dataset folder")
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="runs, exports, pictures, metrics")
     parser.add_argument("--categories", nargs="+", default=None, metavar="CATEGORY", help="default: all")
-    parser.add_argument("--config", type=Path, default=None, help="anomalib config (default: the packaged demo_cpu.yaml)")
+    parser.add_argument("--config", type=Path, default=None, help="anomalib config (default: packaged demo_cpu.yaml)")
     parser.add_argument("--image-size", type=int, default=256, help="side of the generated images")
     parser.add_argument("--num-train", type=int, default=60, help="normal training images per category")
     parser.add_argument("--num-test-good", type=int, default=20, help="normal test images per category")
