@@ -7,11 +7,21 @@ the levels two ways, and so do we:
 
 - for the loss: upsampled with ``nearest`` to the image size and **summed**
   (:func:`cosine_distance_map` with ``interpolation="nearest", reduction="sum"``);
-- for evaluation: upsampled ``bilinear`` (``align_corners=True``) and **averaged**, then
-  smoothed by a normalised Gaussian with zero padding (:class:`AnomalyMapGenerator`).
+- for evaluation: upsampled ``bilinear`` (``align_corners=True``), then combined and smoothed
+  (:class:`AnomalyMapGenerator`) as one of the authors' two evaluation functions does:
+
+  ============================  =====================  ==========================================
+  authors' function             ``map_combination``    ``smoothing``
+  ============================  =====================  ==========================================
+  ``evaluation_batch`` (most)   ``"mean"`` of levels   ``"kernel"``: 5x5 normalised Gaussian,
+                                                       zero padding
+  ``evaluate`` (AeBAD-S)        ``"sum"`` of levels    ``"full"``: scipy's ``gaussian_filter``
+                                                       (radius ``int(4 * sigma + 0.5)``, reflect
+                                                       borders), as one exportable convolution
+  ============================  =====================  ==========================================
 
 The image score is the mean of the top ``score_ratio`` fraction of pixels of the smoothed
-map (the authors' ``max_ratio=0.01``) or its maximum.
+map (the authors' ``max_ratio=0.01``) or its maximum (``max_ratio=0``, and ``evaluate``).
 
 Example:
     >>> import torch
@@ -32,7 +42,18 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-__all__ = ["AnomalyMapGenerator", "ScoreMode", "cosine_distance_map", "gaussian_kernel2d"]
+__all__ = [
+    "AnomalyMapGenerator",
+    "MapCombination",
+    "ScoreMode",
+    "Smoothing",
+    "cosine_distance_map",
+    "gaussian_kernel2d",
+    "symmetric_pad",
+]
+
+# scipy.ndimage.gaussian_filter's default: the kernel reaches ``truncate * sigma`` pixels from its centre.
+SCIPY_TRUNCATE = 4.0
 
 
 class ScoreMode(str, Enum):
@@ -40,6 +61,20 @@ class ScoreMode(str, Enum):
 
     TOP_RATIO = "top_ratio"  # mean of the top ``score_ratio`` pixels (authors' default)
     MAX = "max"
+
+
+class MapCombination(str, Enum):
+    """How the per-level distance maps are combined at evaluation."""
+
+    MEAN = "mean"  # the authors' evaluation_batch (all presets but AeBAD-S)
+    SUM = "sum"  # the authors' evaluate (AeBAD-S)
+
+
+class Smoothing(str, Enum):
+    """Which Gaussian smooths the evaluation map."""
+
+    KERNEL = "kernel"  # ``kernel_size`` x ``kernel_size`` normalised Gaussian, zero padding (evaluation_batch)
+    FULL = "full"  # scipy ``gaussian_filter(sigma)``: radius ``int(4 sigma + 0.5)``, reflect borders (evaluate)
 
 
 def cosine_distance_map(
@@ -77,21 +112,55 @@ def cosine_distance_map(
 
 
 def gaussian_kernel2d(kernel_size: int, sigma: float) -> torch.Tensor:
-    """Normalised ``(1, 1, k, k)`` Gaussian kernel."""
+    """Normalised ``(1, 1, k, k)`` Gaussian kernel (the outer product of two normalised 1-D profiles)."""
     coords = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
     profile = torch.exp(-(coords**2) / (2 * sigma**2))
     kernel = torch.outer(profile, profile)
     return (kernel / kernel.sum()).to(torch.float32)[None, None]
 
 
+def symmetric_pad(image: torch.Tensor, pad: int) -> torch.Tensor:
+    """Pad the last two dimensions by ``pad`` pixels, mirroring about the edge (``d c b a | a b c d``).
+
+    This is scipy.ndimage's ``mode="reflect"`` (numpy's ``"symmetric"``), which torch's ``F.pad`` lacks. It is
+    built from slices, flips and concatenations, so it traces and exports to ONNX/OpenVINO. Pads wider than the
+    image repeat the mirroring, as scipy does.
+
+    Example:
+        >>> symmetric_pad(torch.arange(3.0).view(1, 1, 1, 3), 2)[0, 0, 0]
+        tensor([1., 0., 0., 1., 2., 2., 1.])
+    """
+    for dim in (-1, -2):
+        remaining = pad
+        while remaining > 0:
+            step = min(remaining, image.shape[dim])
+            head = image.narrow(dim, 0, step).flip(dim)
+            tail = image.narrow(dim, image.shape[dim] - step, step).flip(dim)
+            image = torch.cat([head, image, tail], dim=dim)
+            remaining -= step
+    return image
+
+
 class AnomalyMapGenerator(nn.Module):
     """Evaluation-time anomaly map and image score.
 
     Args:
-        kernel_size: Side of the Gaussian smoothing kernel (odd). 0 or 1 disables smoothing.
+        kernel_size: Side of the ``"kernel"`` smoothing Gaussian (odd). 0 or 1 disables that smoothing;
+            ignored by ``"full"``, whose side is ``2 * int(4 * sigma + 0.5) + 1``.
         sigma: Standard deviation of the Gaussian, in pixels.
         score_mode: ``"top_ratio"`` or ``"max"``.
         score_ratio: Fraction of pixels averaged by ``"top_ratio"`` (at least one pixel).
+        map_combination: ``"mean"`` or ``"sum"`` of the per-level maps.
+        smoothing: ``"kernel"`` (zero-padded ``kernel_size`` Gaussian) or ``"full"`` (scipy's
+            ``gaussian_filter(sigma=sigma)`` with reflect borders).
+
+    Example:
+        >>> import torch
+        >>> aebad = AnomalyMapGenerator(score_mode="max", map_combination="sum", smoothing="full")
+        >>> features = [torch.rand(1, 8, 14, 14), torch.rand(1, 16, 7, 7)]
+        >>> anomaly_map, score = aebad(features, features, image_size=(56, 56))
+        >>> aebad.kernel.shape
+        torch.Size([1, 1, 33, 33])
     """
 
     def __init__(
@@ -100,6 +169,8 @@ class AnomalyMapGenerator(nn.Module):
         sigma: float = 4.0,
         score_mode: ScoreMode | str = ScoreMode.TOP_RATIO,
         score_ratio: float = 0.01,
+        map_combination: MapCombination | str = MapCombination.MEAN,
+        smoothing: Smoothing | str = Smoothing.KERNEL,
     ) -> None:
         super().__init__()
         if kernel_size > 1 and kernel_size % 2 == 0:
@@ -113,14 +184,21 @@ class AnomalyMapGenerator(nn.Module):
             raise ValueError(msg)
         self.score_mode = ScoreMode(score_mode)
         self.score_ratio = score_ratio
+        self.map_combination = MapCombination(map_combination)
+        self.smoothing = Smoothing(smoothing)
+        if self.smoothing == Smoothing.FULL:
+            kernel_size = 2 * int(SCIPY_TRUNCATE * sigma + 0.5) + 1
         self.kernel_size = kernel_size
         self.register_buffer("kernel", gaussian_kernel2d(max(kernel_size, 1), sigma), persistent=False)
 
     def smooth(self, anomaly_map: torch.Tensor) -> torch.Tensor:
-        """Gaussian-smooth ``(B, 1, H, W)`` with zero padding, as the authors do."""
+        """Gaussian-smooth ``(B, 1, H, W)``: zero padding (``"kernel"``) or reflect borders (``"full"``)."""
         if self.kernel_size <= 1:
             return anomaly_map
         kernel = self.kernel.to(anomaly_map.dtype)
+        if self.smoothing == Smoothing.FULL:
+            # One 2-D convolution (not two 1-D ones), so an export has a single smoothing node to keep in float.
+            return F.conv2d(symmetric_pad(anomaly_map, self.kernel_size // 2), kernel)
         batch = anomaly_map.shape[0]
         exporting = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
         if batch > 1 and not exporting:
@@ -146,5 +224,8 @@ class AnomalyMapGenerator(nn.Module):
         image_size: Sequence[int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the smoothed anomaly map ``(B, 1, H, W)`` and the image scores ``(B,)``."""
-        anomaly_map = self.smooth(cosine_distance_map(encoder_features, decoder_features, image_size))
+        combined = cosine_distance_map(
+            encoder_features, decoder_features, image_size, reduction=self.map_combination.value
+        )
+        anomaly_map = self.smooth(combined)
         return anomaly_map, self.score(anomaly_map)
