@@ -1,42 +1,53 @@
 """Interpreter-start hook of anomalib-minimaxad, imported by ``anomalib_minimaxad_hook.pth``.
 
-anomalib reads no entry points, so this module installs a ``sys.meta_path`` finder that waits for
-``anomalib.models`` / ``anomalib.data`` (and our own package) to finish executing and then hands
-over to :mod:`anomalib_minimaxad._registration` (loaded by path, without the package's heavy ``__init__``),
-which registers the ``anomalib.models`` and ``anomalib.data`` entry-point groups. It runs at every
-interpreter start, so it imports nothing but ``os``/``sys`` (both already loaded by ``site``).
-Set ``ANOMALIB_MINIMAXAD_NO_HOOK=1`` to disable it.
+anomalib reads no entry points, so this module installs a ``sys.meta_path`` finder that follows the
+execution of every module of ``anomalib`` and of our own package. When ``anomalib.models`` or
+``anomalib.data`` has executed, and whenever the last of those modules still executing has finished,
+it hands over to :mod:`anomalib_minimaxad._registration` (loaded by path, without the package
+``__init__``), which registers the ``anomalib.models`` and ``anomalib.data`` entry-point groups.
+Knowing which of anomalib's modules are mid-import is what makes the registration independent of
+import order: ``import anomalib.metrics`` runs ``anomalib.data`` to completion while
+``anomalib.metrics`` itself is half initialised, and loading our ``MVTec`` at that moment would meet
+the half-initialised ``anomalib.metrics``. It runs at every interpreter start, so it imports nothing
+but ``os``/``sys`` (both already loaded by ``site``). Set ``ANOMALIB_MINIMAXAD_NO_HOOK=1`` to disable it.
 """
 
 import os
 import sys
 
-# Modules whose completion triggers registration; our own package is watched so that entry points
-# deferred while it was mid-import are resolved as soon as it is complete.
-_WATCHED = frozenset({"anomalib.models", "anomalib.data", "anomalib_minimaxad"})
+_PACKAGES = ("anomalib", "anomalib_minimaxad")  # followed with all their submodules
+#: Modules whose completion registers an entry-point group (see ``_registration.GROUPS``).
+_GROUP_MODULES = frozenset({"anomalib.models", "anomalib.data"})
 _MARK = "_anomalib_minimaxad_hook"
+_REGISTRATION = "anomalib_minimaxad._registration"
+
+#: Followed modules whose code is executing now, outermost first (read by ``_registration``).
+executing: list[str] = []
+
+
+def _followed(name: str) -> bool:
+    return any(name == package or name.startswith(package + ".") for package in _PACKAGES)
 
 
 def _registration() -> object:
     """Load ``anomalib_minimaxad/_registration.py`` (stdlib only) *without* running the package ``__init__``.
 
-    The package imports anomalib and torch, and the hook may fire while anomalib is half imported.
+    The hook may fire while our package is half imported.
     """
-    name = "anomalib_minimaxad._registration"
-    if name not in sys.modules:
+    if _REGISTRATION not in sys.modules:
         import importlib.util  # noqa: PLC0415  # only once anomalib is imported, never at start
 
         package = importlib.util.find_spec("anomalib_minimaxad")  # locates the package, imports nothing
         path = os.path.join(next(iter(package.submodule_search_locations)), "_registration.py")  # noqa: PTH118
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(_REGISTRATION, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[_REGISTRATION] = module
         try:
             spec.loader.exec_module(module)
         except BaseException:
-            del sys.modules[name]
+            del sys.modules[_REGISTRATION]
             raise
-    return sys.modules[name]
+    return sys.modules[_REGISTRATION]
 
 
 def _fire(module: object) -> None:
@@ -49,7 +60,7 @@ def _fire(module: object) -> None:
 
 
 class _Loader:
-    """Wraps the real loader of a watched module; calls the registration once the module has executed."""
+    """Wraps the real loader of a followed module; records its execution and calls the registration."""
 
     def __init__(self, loader: object) -> None:
         self.loader = loader
@@ -63,18 +74,22 @@ class _Loader:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: object) -> None:
+        executing.append(module.__name__)
         try:
             self.loader.exec_module(module)
         finally:  # leave no trace of the wrapper on the imported module
+            executing.remove(module.__name__)
             module.__loader__ = module.__spec__.loader = self.loader
-        _fire(module)
+        # Anything else only matters once registration has started (something may be pending).
+        if module.__name__ in _GROUP_MODULES or (not executing and _REGISTRATION in sys.modules):
+            _fire(module)
 
 
 class _Finder:
-    """Meta-path finder that only wraps the loaders of the watched modules; every other import is untouched."""
+    """Meta-path finder that only wraps the loaders of followed modules; every other import is untouched."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        if fullname not in _WATCHED:
+        if not _followed(fullname):
             return None
         for finder in sys.meta_path:
             if getattr(finder, _MARK, False) or not hasattr(finder, "find_spec"):
@@ -93,5 +108,5 @@ if os.environ.get("ANOMALIB_MINIMAXAD_NO_HOOK", "") in {"", "0"} and not any(
     getattr(finder, _MARK, False) for finder in sys.meta_path
 ):
     sys.meta_path.insert(0, _Finder())
-    for _name in sorted(_WATCHED & sys.modules.keys()):  # imported before the hook (only if imported late)
+    for _name in sorted(_GROUP_MODULES & sys.modules.keys()):  # imported before the hook (only if imported late)
         _fire(sys.modules[_name])

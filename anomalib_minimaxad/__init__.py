@@ -2,12 +2,40 @@
 # SPDX-License-Identifier: Apache-2.0
 """MiniMaxAD for anomalib: a lightweight autoencoder for feature-rich anomaly detection.
 
-Importing the package registers the UniRepLKNet variants with timm
-(``timm.create_model("unireplknet_n", pretrained=True)``).
+Importing the package is light (the console script and the import hook rely on that): ``MiniMaxAD``
+and ``MiniMaxADModel`` are imported on first access (PEP 562), together with torch and anomalib.
+Importing the model also registers the UniRepLKNet variants with timm.
+
+Example:
+    >>> from anomalib_minimaxad import MiniMaxAD
+    >>> import timm
+    >>> encoder = timm.create_model("unireplknet_n", pretrained=False)
 """
 
-from .components import unireplknet as _unireplknet  # noqa: F401 - registers the timm variants
-from .lightning_model import MiniMaxAD
-from .torch_model import MiniMaxADModel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .lightning_model import MiniMaxAD
+    from .torch_model import MiniMaxADModel
 
 __all__ = ["MiniMaxAD", "MiniMaxADModel"]
+
+_LAZY_ATTRIBUTES = {"MiniMaxAD": ".lightning_model", "MiniMaxADModel": ".torch_model"}
+
+
+def __getattr__(name: str) -> object:
+    """Import ``MiniMaxAD`` / ``MiniMaxADModel`` on first access."""
+    module_name = _LAZY_ATTRIBUTES.get(name)
+    if module_name is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

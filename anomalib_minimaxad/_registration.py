@@ -1,22 +1,27 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
 """Make the ``anomalib.models`` / ``anomalib.data`` entry points visible inside anomalib.
 
 anomalib 2.x reads no entry points: ``get_model``/``list_models`` scan the direct subclasses of
 ``AnomalibModule``, ``get_datamodule`` looks names up on ``anomalib.data`` and the CLI (jsonargparse)
 resolves ``--model X`` / ``--data X`` among the *imported* subclasses. The tiny root module
-``anomalib_minimaxad_hook`` (imported by a ``.pth`` file at interpreter start) therefore calls
-:func:`on_module_loaded` right after ``anomalib.models``, ``anomalib.data`` or ``anomalib_minimaxad``
-have finished executing. For every entry point of the group named like the module this
+``anomalib_minimaxad_hook`` (imported by a ``.pth`` file at interpreter start) follows the execution of
+every module of ``anomalib`` and ``anomalib_minimaxad`` and calls :func:`on_module_loaded` when
+``anomalib.models`` or ``anomalib.data`` has executed and whenever no followed module is executing any
+more. For every entry point of the group named like the module this
 
 * sets the loaded object as an attribute of the module and appends its name to ``__all__``;
 * adds the entry point's module (and its parent packages) to ``ALLOWED_MODULES`` where the module has
   one (``anomalib.models`` does, for ``get_model({"class_path": "anomalib_minimaxad.MiniMaxAD"})``).
 
-Loading is deferred while the entry point's own package, ``anomalib``, ``anomalib.models`` or
-``anomalib.data`` is still mid-import (e.g. ``import anomalib_minimaxad`` imports ``anomalib.models``,
-which fires the hook while our package is half initialised). Deferred entry points are retried
-whenever a watched module completes, on attribute access (module ``__getattr__``) and before
-``list_models`` / ``_get_model_class_by_name`` run. A failing entry point is logged as a warning and
-skipped: it never breaks importing anomalib.
+Loading is deferred while any module of ``anomalib`` or ``anomalib_minimaxad`` is mid-import, or a
+package of the entry point's own module is (another distribution whose ``__init__`` imports anomalib).
+Whichever anomalib module a process imports first, our modules are therefore loaded only once
+anomalib is consistent: e.g. ``import anomalib.metrics`` executes ``anomalib.data`` to completion while
+``anomalib.metrics`` is still half initialised, and our ``MVTec`` imports ``anomalib.metrics``.
+Deferred entry points are retried when the outermost followed import completes, on attribute access
+(module ``__getattr__``) and before ``list_models`` / ``_get_model_class_by_name`` run. A failing entry
+point is logged as a warning and skipped: it never breaks importing anomalib.
 
 This module is imported only when the hook fires, so it must stay free of heavy imports.
 """
@@ -37,16 +42,15 @@ logger = logging.getLogger(__name__)
 
 #: Module of anomalib -> entry-point group whose objects are published on it.
 GROUPS: dict[str, str] = {"anomalib.models": "anomalib.models", "anomalib.data": "anomalib.data"}
-#: Modules that must be fully imported before any entry point may be loaded (ours import them).
-_GUARDS: tuple[str, ...] = ("anomalib", *GROUPS)
+#: Packages whose modules the hook follows (``anomalib_minimaxad_hook.executing``).
+_FOLLOWED: tuple[str, ...] = ("anomalib", "anomalib_minimaxad")
+_HOOK_MODULE = "anomalib_minimaxad_hook"
 #: anomalib functions that find classes by scanning ``__subclasses__()``: resolve pending entry points first.
 _RESOLVING_FUNCTIONS: dict[str, tuple[str, ...]] = {"anomalib.models": ("list_models", "_get_model_class_by_name")}
 _HOOKED = "__anomalib_minimaxad_hook__"
 _MISSING = object()
 
 _pending: dict[str, dict[str, EntryPoint]] = {}  # module name -> attribute name -> entry point
-# Watched modules whose code has run: their ``__spec__._initializing`` is still True while the hook runs.
-_executed: set[str] = set()
 _resolving = False
 
 
@@ -54,10 +58,8 @@ def on_module_loaded(module: ModuleType) -> None:
     """Register the entry points belonging to ``module`` and retry deferred ones.
 
     Args:
-        module: A watched module (``anomalib.models``, ``anomalib.data`` or ``anomalib_minimaxad``)
-            whose code has just finished executing.
+        module: A module followed by the hook whose code has just finished executing.
     """
-    _executed.add(module.__name__)
     if module.__name__ == __package__:  # the hook loads this module by path: bind it like a normal import would
         vars(module).setdefault(__name__.rpartition(".")[2], sys.modules[__name__])
     group = GROUPS.get(module.__name__)
@@ -119,18 +121,25 @@ def _allow_module(module: ModuleType, module_path: str) -> None:
         allowed.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
 
 
-def _initializing(name: str) -> bool:
-    if name in _executed:
-        return False
+def _executing() -> list[str]:
+    """The followed modules executing now, as recorded by the hook (none without the hook)."""
+    return getattr(sys.modules.get(_HOOK_MODULE), "executing", [])
+
+
+def _mid_import(name: str) -> bool:
+    if any(name == package or name.startswith(package + ".") for package in _FOLLOWED):
+        return name in _executing()
+    # Another distribution's package: importlib marks a module's spec while it executes.
     spec = getattr(sys.modules.get(name), "__spec__", None)
-    return bool(getattr(spec, "_initializing", False))  # set by importlib while a module executes
+    return bool(getattr(spec, "_initializing", False))
 
 
 def _blocked(entry_point: EntryPoint) -> bool:
-    """Whether loading ``entry_point`` now would meet a half-initialised module."""
+    """Whether loading ``entry_point`` now could meet a half-initialised module."""
+    if _executing():
+        return True
     parts = entry_point.module.split(".")
-    packages = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    return any(_initializing(name) for name in (*_GUARDS, *packages))
+    return any(_mid_import(".".join(parts[:i])) for i in range(1, len(parts) + 1))
 
 
 def _load(module: ModuleType, name: str, entry_point: EntryPoint) -> Any:  # noqa: ANN401  # any registered object

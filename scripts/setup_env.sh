@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
     echo "Creating .venv with $PYTHON ..."
     "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# The editable install copies the hook into site-packages: a changed hook needs a reinstall too.
+stamp=".venv/.installed-$(cat pyproject.toml anomalib_minimaxad_hook.py anomalib_minimaxad_hook.pth | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "Installing anomalib-minimaxad and its dependencies into .venv (first run takes a few minutes) ..."
     .venv/bin/python -m pip install --quiet --upgrade pip

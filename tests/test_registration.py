@@ -9,6 +9,7 @@ spends a few seconds importing anomalib, so every one checks as much as it can.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import subprocess
 import sys
@@ -27,6 +28,13 @@ from anomalib_minimaxad.data.mvtec import MVTec, MVTecNotFoundError
 NO_HOOK = "ANOMALIB_MINIMAXAD_NO_HOOK"
 HOOK_WARNING = "anomalib-minimaxad:"  # prefix of every warning the hook logs
 TIMEOUT_S = 600
+IMPORT_ORDER_MODULES = (
+    "anomalib.data",
+    "anomalib.models",
+    "anomalib.metrics",
+    "anomalib.post_processing",
+    "anomalib.engine",
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Code run in fresh interpreters
@@ -80,6 +88,69 @@ try:
     main()
 except SystemExit as exc:
     assert not exc.code, exc.code
+"""
+
+# Every order of importing anomalib's main modules, each in a process that has imported no anomalib module
+# before: the process preloads anomalib's dependencies (torch, Lightning, timm, ...; the hook follows only
+# anomalib and our package) and forks a tree whose paths are the 120 orders, so that the common prefixes
+# (and the expensive first imports) are executed once. Each leaf prints one line: OK/FAIL, its order, problems.
+IMPORT_ORDERS = """
+import importlib, logging, os, sys
+
+for name in ("torch", "torchvision", "lightning", "torchmetrics", "timm"):
+    importlib.import_module(name)
+assert not [m for m in sys.modules if m.partition(".")[0] in {"anomalib", "anomalib_minimaxad"}]
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+collect = Collect()
+logging.getLogger().addHandler(collect)
+
+
+def problems():
+    import anomalib.data, anomalib.models
+    from anomalib_minimaxad.data.mvtec import MVTec
+    from anomalib_minimaxad.data.unified import Unified
+    from anomalib_minimaxad.lightning_model import MiniMaxAD
+
+    found = [m for m in collect.messages if "anomalib-minimaxad" in m]
+    # Published as attributes once the imports are done, not only on demand through __getattr__.
+    for module, name, cls in ((anomalib.data, "MVTec", MVTec), (anomalib.data, "Unified", Unified),
+                              (anomalib.models, "MiniMaxAD", MiniMaxAD)):
+        if vars(module).get(name) is not cls or name not in module.__all__:
+            found.append(f"{module.__name__}.{name} missing")
+    return found
+
+
+def visit(prefix):
+    if len(prefix) == len(MODULES):
+        found = problems()
+        os.write(1, f"{'FAIL' if found else 'OK'} {','.join(prefix)} {found}\\n".encode())
+        return
+    for name in MODULES:
+        if name in prefix:
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                importlib.import_module(name)
+                visit((*prefix, name))
+            except BaseException as exc:
+                os.write(1, f"FAIL {','.join((*prefix, name))} {exc!r}\\n".encode())
+                os._exit(1)
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+
+visit(())
 """
 
 # A distribution "fakeplugin" with its own entry points shows that the hook is generic. Like ours, the
@@ -201,11 +272,20 @@ def test_env_var_switches_the_hook_off() -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("first", ["anomalib.models", "anomalib_minimaxad", "anomalib.data"])
+@pytest.mark.parametrize("first", ["anomalib.models", "anomalib_minimaxad", "anomalib.data", "anomalib.metrics"])
 def test_real_model_and_datamodule_are_registered(first: str) -> None:
     instantiate = first == "anomalib.models"
     stderr = run_python(f"FIRST = {first!r}\nINSTANTIATE = {instantiate}\n{REAL_PACKAGE}").stderr
     assert HOOK_WARNING not in stderr, stderr
+
+
+@pytest.mark.slow
+def test_every_import_order_registers_everything() -> None:
+    lines = run_python(f"MODULES = {IMPORT_ORDER_MODULES!r}\n{IMPORT_ORDERS}").stdout.splitlines()
+    orders = {line.split()[1] for line in lines if line.startswith("OK ")}
+    failures = [line for line in lines if not line.startswith("OK ")]
+    assert not failures, "\n".join(failures)
+    assert orders == {",".join(order) for order in itertools.permutations(IMPORT_ORDER_MODULES)}
 
 
 def test_cli_accepts_minimaxad_and_mvtec(tmp_path: Path) -> None:
