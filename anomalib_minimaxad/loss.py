@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from .anomaly_map import cosine_distance_map
+from .validation import check_probability
 
 __all__ = [
     "ADCLoss",
@@ -88,12 +89,6 @@ class LossType(str, Enum):
     GLOBAL = "global"  # MiniMaxAD-fp
     LOCAL = "local"  # ablation L_local
     LOCAL_HARD_MINING = "local_hm"  # ablation L_local-hm
-
-
-def _check_probability(name: str, value: float) -> None:
-    if not 0 < value < 1:
-        msg = f"{name} must be in (0, 1), got {value}."
-        raise ValueError(msg)
 
 
 class MiniMaxADLoss(nn.Module):
@@ -156,8 +151,8 @@ class ADCLoss(MiniMaxADLoss):
 
     def __init__(self, p_hard: float = 0.9999, p_lim: float = 0.9995) -> None:
         super().__init__()
-        _check_probability("p_hard", p_hard)
-        _check_probability("p_lim", p_lim)
+        check_probability("p_hard", p_hard)
+        check_probability("p_lim", p_lim)
         self.p_hard = p_hard
         self.p_lim = p_lim
 
@@ -223,7 +218,7 @@ class LocalHardMiningLoss(MiniMaxADLoss):
 
     def __init__(self, p_lim: float = 0.9995) -> None:
         super().__init__()
-        _check_probability("p_lim", p_lim)
+        check_probability("p_lim", p_lim)
         self.p_lim = p_lim
 
     def compute(
@@ -240,12 +235,12 @@ class LocalHardMiningLoss(MiniMaxADLoss):
 def build_loss(loss: LossType | str, p_hard: float = 0.9999, p_lim: float = 0.9995) -> MiniMaxADLoss:
     """Create a loss by name (``adc``, ``global``, ``local``, ``local_hm``).
 
+    ``p_hard`` is used (and checked) by ``adc`` only, ``p_lim`` by ``adc`` and ``local_hm``.
+
     Example:
         >>> build_loss("global")
         GlobalCosineLoss()
     """
-    _check_probability("p_hard", p_hard)
-    _check_probability("p_lim", p_lim)
     try:
         loss_type = LossType(loss)
     except ValueError:

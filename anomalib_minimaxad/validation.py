@@ -1,0 +1,153 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""Checks of the constructor arguments of MiniMaxAD, its network and its losses, with errors naming the argument.
+
+Every numeric argument is checked here, once, before anything is built: ``NaN`` and infinities are refused
+(a ``NaN`` sigma would turn every score into ``NaN``), and so are values outside the range where the argument
+means what its docstring says (a negative ``lr_gamma`` makes the learning rate negative after one epoch).
+
+Example:
+    >>> check_number("lr", 5e-3, low=0, low_open=True)
+    >>> check_number("lr_gamma", -0.5, low=0, high=1, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr_gamma must be in (0, 1], got -0.5.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from enum import Enum
+
+__all__ = [
+    "check_choice",
+    "check_integer",
+    "check_model_arguments",
+    "check_number",
+    "check_optimizer_arguments",
+    "check_probability",
+]
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    return f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Refuse ``value`` unless it is a finite real number in the interval from ``low`` to ``high``.
+
+    Raises:
+        ValueError: naming ``name``, the interval and the value (``NaN`` and infinities included).
+    """
+    interval = _interval(low, high, low_open, high_open)
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    inside = is_real and math.isfinite(value)
+    if inside and low is not None:
+        inside = value > low if low_open else value >= low
+    if inside and high is not None:
+        inside = value < high if high_open else value <= high
+    if not inside:
+        msg = f"{name} must be in {interval}, got {value!r}."
+        raise ValueError(msg)
+
+
+def check_probability(name: str, value: object) -> None:
+    """Refuse ``value`` unless it lies in the open interval ``(0, 1)`` (a quantile of the ADC loss)."""
+    check_number(name, value, low=0, high=1, low_open=True, high_open=True)
+
+
+def check_integer(name: str, value: object, minimum: int) -> None:
+    """Refuse ``value`` unless it is an integer of at least ``minimum``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        msg = f"{name} must be an integer of at least {minimum}, got {value!r}."
+        raise ValueError(msg)
+
+
+def check_choice(name: str, value: object, choices: type[Enum]) -> None:
+    """Refuse ``value`` unless it is a member (or the value of a member) of the enum ``choices``."""
+    try:
+        choices(value)
+    except ValueError:
+        listed = ", ".join(repr(choice.value) for choice in choices)
+        msg = f"{name} must be one of {listed}, got {value!r}."
+        raise ValueError(msg) from None
+
+
+def _check_sizes(name: str, values: Sequence[int] | None, minimum: int) -> None:
+    if values is None:
+        return
+    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != 4:
+        msg = f"{name} must be 4 integers (one per stage), got {values!r}."
+        raise ValueError(msg)
+    for index, value in enumerate(values):
+        check_integer(f"{name}[{index}]", value, minimum)
+
+
+def check_model_arguments(
+    dims: Sequence[int] | None,
+    depths: Sequence[int] | None,
+    kernel_sizes: Sequence[Sequence[int]] | None,
+    gaussian_kernel_size: int,
+    gaussian_sigma: float,
+    score_ratio: float,
+    choices: dict[str, tuple[object, type[Enum]]],
+) -> None:
+    """Check the arguments of :class:`~anomalib_minimaxad.torch_model.MiniMaxADModel`.
+
+    Args:
+        dims: 4 widths, at least 4 each (the SE blocks use a quarter of the width), or ``None``.
+        depths: 4 depths, at least 1 each, or ``None``.
+        kernel_sizes: Per-stage odd kernel sizes, or ``None``.
+        gaussian_kernel_size: 0 or 1 (no smoothing), or an odd side.
+        gaussian_sigma: Positive, finite.
+        score_ratio: In ``(0, 1]``.
+        choices: ``{argument name: (value, enum of the allowed values)}`` for the protocol options.
+
+    Raises:
+        ValueError: naming the first argument that is wrong, and its value.
+    """
+    _check_sizes("dims", dims, minimum=4)
+    _check_sizes("depths", depths, minimum=1)
+    for stage, sizes in enumerate(kernel_sizes or ()):
+        for block, size in enumerate(sizes):
+            check_integer(f"kernel_sizes[{stage}][{block}]", size, minimum=1)
+            if size % 2 == 0:
+                msg = f"kernel_sizes[{stage}][{block}] must be odd, got {size}."
+                raise ValueError(msg)
+    check_integer("gaussian_kernel_size", gaussian_kernel_size, minimum=0)
+    if gaussian_kernel_size > 1 and gaussian_kernel_size % 2 == 0:
+        msg = f"gaussian_kernel_size must be odd (or 0 or 1 for no smoothing), got {gaussian_kernel_size}."
+        raise ValueError(msg)
+    check_number("gaussian_sigma", gaussian_sigma, low=0, low_open=True)
+    check_number("score_ratio", score_ratio, low=0, high=1, low_open=True)
+    for name, (value, enum) in choices.items():
+        check_choice(name, value, enum)
+
+
+def check_optimizer_arguments(lr: float, betas: Sequence[float], weight_decay: float, lr_gamma: float) -> None:
+    """Check the AdamW and ExponentialLR arguments of :class:`~anomalib_minimaxad.MiniMaxAD`.
+
+    Raises:
+        ValueError: naming the first argument that is wrong, and its value.
+    """
+    check_number("lr", lr, low=0, low_open=True)
+    if isinstance(betas, str) or not isinstance(betas, Sequence) or len(betas) != 2:
+        msg = f"betas must be 2 numbers in [0, 1), got {betas!r}."
+        raise ValueError(msg)
+    for index, beta in enumerate(betas):
+        check_number(f"betas[{index}]", beta, low=0, high=1, high_open=True)
+    check_number("weight_decay", weight_decay, low=0)
+    # A decay factor: above 1 the learning rate grows every epoch, at or below 0 it vanishes or turns negative.
+    check_number("lr_gamma", lr_gamma, low=0, high=1, low_open=True)
