@@ -1,7 +1,25 @@
 # Copyright (C) 2026 anomalib-minimaxad developers
 # SPDX-License-Identifier: Apache-2.0
-"""Building blocks of MiniMaxAD: the UniRepLKNet architecture and checkpoint handling."""
+"""Building blocks of MiniMaxAD: the UniRepLKNet architecture and checkpoint handling.
 
+- :mod:`.layers`: the UniRepLKNet layers and their re-parameterization for inference;
+- :mod:`.networks`: the classifier, and MiniMaxAD's encoder, bottleneck and decoder;
+- :mod:`.weight_init`: their initial weights;
+- :mod:`.fast_cpu`: the optional oneDNN kernels of the fused blocks on CPU;
+- :mod:`.timm_registration`: the classifier variants in timm's registry;
+- :mod:`.pretrained`: finding, reading and checking checkpoints.
+"""
+
+from .layers import GRN, DilatedReparamBlock, LayerNorm2d, SEBlock, UniRepLKNetBlock, fuse_conv_bn
+from .networks import (
+    UNIREPLKNET_VARIANTS,
+    Bottleneck,
+    Decoder,
+    UniRepLKNet,
+    UniRepLKNetEncoder,
+    default_kernel_sizes,
+    reparameterize_modules,
+)
 from .pretrained import (
     WEIGHTS_DIR_ENV,
     CheckpointError,
@@ -9,24 +27,9 @@ from .pretrained import (
     load_module_state,
     read_checkpoint,
     resolve_imagenet_state_dict,
-)
-from .unireplknet import (
-    GRN,
-    UNIREPLKNET_VARIANTS,
-    Bottleneck,
-    Decoder,
-    DilatedReparamBlock,
-    LayerNorm2d,
-    SEBlock,
-    UniRepLKNet,
-    UniRepLKNetBlock,
-    UniRepLKNetEncoder,
-    checkpoint_filter_fn,
-    default_kernel_sizes,
-    fuse_conv_bn,
-    reparameterize_modules,
     unwrap_state_dict,
 )
+from .timm_registration import checkpoint_filter_fn
 
 __all__ = [
     "GRN",

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .unireplknet import HF_HUB_REPO, UNIREPLKNET_VARIANTS, unwrap_state_dict
+from .networks import HF_HUB_REPO, UNIREPLKNET_VARIANTS
 
 __all__ = [
     "WEIGHTS_DIR_ENV",
@@ -39,6 +39,7 @@ __all__ = [
     "load_module_state",
     "read_checkpoint",
     "resolve_imagenet_state_dict",
+    "unwrap_state_dict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,22 @@ def read_checkpoint(path: str | Path) -> object:
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         msg = f"{path} is not a readable PyTorch checkpoint (truncated or another format?): {error}"
         raise CheckpointError(msg) from error
+
+
+def unwrap_state_dict(checkpoint: object) -> dict[str, torch.Tensor] | None:
+    """Return the tensors of a checkpoint saved bare or under ``model``, ``models`` or ``state_dict``.
+
+    Returns ``None`` when ``checkpoint`` holds no state dict.
+    """
+    if not isinstance(checkpoint, dict):
+        return None
+    for key in ("model", "models", "state_dict"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not checkpoint or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items()):
+        return None
+    return checkpoint
 
 
 def _listing(keys: Iterable[str]) -> str:

@@ -1,0 +1,126 @@
+# Copyright (C) 2026 anomalib-minimaxad developers
+# SPDX-License-Identifier: Apache-2.0
+"""The optional fast CPU kernels of a fused UniRepLKNet block (the package's one use of a private torch op).
+
+A fused :class:`~anomalib_minimaxad.components.layers.UniRepLKNetBlock` with ``fast_cpu = True``
+(what :meth:`MiniMaxADModel.reparameterize <anomalib_minimaxad.torch_model.MiniMaxADModel.reparameterize>`
+sets by default) computes its function here when :func:`applies` to its input: plain eager float32 CPU
+inference, no autograd, no autocast, not traced, exported or compiled (ONNX/OpenVINO exports and
+``torch.compile`` see the standard graph; their compilers fuse it themselves). Everywhere else, and
+whenever oneDNN's ``torch.ops.mkldnn._linear_pointwise`` is missing or rejects its operands, the block
+runs its plain-torch :meth:`~anomalib_minimaxad.components.layers.UniRepLKNetBlock.forward_plain`, which
+computes the same function (to float rounding, tested to 1e-5).
+
+Example:
+    >>> import torch
+    >>> from anomalib_minimaxad.components import UniRepLKNetBlock
+    >>> block = UniRepLKNetBlock(16, kernel_size=13).eval()
+    >>> block.reparameterize()
+    >>> x = torch.rand(1, 16, 32, 32)
+    >>> with torch.inference_mode():
+    ...     fast, plain = block(x), block.forward_plain(x)
+    >>> bool((fast - plain).abs().max() < 1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+if TYPE_CHECKING:
+    from .layers import UniRepLKNetBlock
+
+__all__ = ["applies", "fused_block_forward", "is_available"]
+
+logger = logging.getLogger(__name__)
+
+#: oneDNN's inner product with fused GELU / residual add (the CPU kernel ``torch.compile`` uses for Linear);
+#: ``None`` where this torch build lacks it.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+#: Operand dtypes oneDNN refused on this machine (e.g. an ISA without the kernel); not tried again.
+_rejected_dtypes: set[torch.dtype] = set()
+
+
+def is_available() -> bool:
+    """Whether the oneDNN kernels exist in this torch build and oneDNN is enabled."""
+    return _ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether the fast kernels may compute a fused block's output for input ``x``."""
+    if not is_available() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dtype in _rejected_dtypes:
+        return False
+    if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"):
+        return False
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+
+
+def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor:
+    """The fused block's function, faster on CPUs (returns a channels-last tensor).
+
+    - both Linears run as oneDNN inner products with GELU and the residual add fused in (``F.linear``
+      calls MKL's sgemm, which runs its AVX2 kernels on AMD CPUs: 2x slower there);
+    - activations stay NHWC from the first Linear to the residual add: no strided permute copies;
+    - for batch 1, the SE gate and GRN's ``gamma * N(x) + 1`` (per-channel scales) are folded into the
+      Linear weights where the weight is smaller than the activation it would scale;
+    - GRN's spatial norm as ``square().sum()`` (``vector_norm`` over non-inner dims is 3-8x slower);
+    - 13x13 depthwise convs run on an NCHW copy (oneDNN's NCHW depthwise kernel is 2-4x faster there);
+    - batches run the Linear/GELU/GRN/Linear part one sample at a time, to stay in cache.
+
+    Falls back to ``block.forward_plain(x)`` when oneDNN rejects the operands.
+    """
+    batch, channels, height, width = x.shape
+    pixels = height * width
+    residual = x.contiguous(memory_format=torch.channels_last)
+    large_kernel = block.dwconv.kernel_size[0] >= 7
+    y = block.dwconv(x.contiguous() if large_kernel else residual)
+    if y.dtype != torch.float32 or block.pwconv1[1].weight.dtype != torch.float32:
+        return block.forward_plain(x)
+    se = block.se
+    squeezed = F.relu(F.linear(y.mean((2, 3)), se.down.weight.reshape(se.down.out_channels, -1), se.down.bias))
+    gate = torch.sigmoid(F.linear(squeezed, se.up.weight.reshape(se.up.out_channels, -1), se.up.bias))
+    nhwc = y.permute(0, 2, 3, 1)
+    residual_rows = residual.permute(0, 2, 3, 1).reshape(batch, pixels, channels)
+    try:
+        if batch == 1:
+            out = _mlp(block, nhwc, gate, residual_rows)
+        else:
+            out = torch.empty((batch, pixels, channels), dtype=x.dtype)
+            for i in range(batch):
+                out[i] = _mlp(block, nhwc[i : i + 1], gate[i : i + 1], residual_rows[i : i + 1])
+    except RuntimeError as error:  # e.g. "could not create a primitive descriptor" on an ISA without the kernel
+        _rejected_dtypes.add(y.dtype)
+        logger.warning("oneDNN's fused Linear rejected %s input (%s); using the plain-torch block.", y.dtype, error)
+        return block.forward_plain(x)
+    return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residual_rows: torch.Tensor) -> torch.Tensor:
+    """``residual + Linear2(GRN(GELU(Linear1(y * gate))))`` for one sample: (1, H, W, C) -> (1, HW, C)."""
+    _, height, width, channels = nhwc.shape
+    pixels = height * width
+    linear1, linear2, grn = block.pwconv1[1], block.pwconv2[0], block.act[1]
+    if pixels > linear1.out_features:  # (y * gate) @ W1^T == y @ (W1 * gate)^T
+        rows, weight1 = nhwc.reshape(pixels, channels), linear1.weight * gate
+    else:  # scale while transposing to NHWC, in one pass
+        rows = torch.empty((pixels, channels), dtype=nhwc.dtype)
+        torch.mul(
+            nhwc.reshape(height, width, channels), gate.view(1, 1, channels), out=rows.view(height, width, channels)
+        )
+        weight1 = linear1.weight
+    hidden = _ONEDNN_LINEAR(rows, weight1, linear1.bias, "gelu", [], "none")
+    spatial_norm = hidden.square().sum(dim=0).sqrt()
+    scale = grn.gamma.reshape(-1) * (spatial_norm / (spatial_norm.mean() + 1e-6)) + 1
+    if pixels > linear2.out_features:  # (h * s) @ W2^T == h @ (W2 * s)^T
+        weight2 = linear2.weight * scale
+    else:
+        hidden.mul_(scale)
+        weight2 = linear2.weight
+    residual = residual_rows.reshape(pixels, channels)
+    out = _ONEDNN_LINEAR.binary(hidden, residual, weight2, linear2.bias, "add")
+    return out.view(1, pixels, channels)
