@@ -51,7 +51,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerC
 from torch import optim
 
 from .anomaly_map import ScoreMode
-from .components.unireplknet import UNIREPLKNET_VARIANTS
+from .components.networks import UNIREPLKNET_VARIANTS
 from .fault_tolerance import export_atomically, seed_epoch, use_atomic_checkpoints
 from .loss import LossType, build_loss
 from .torch_model import MiniMaxADModel

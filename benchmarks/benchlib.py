@@ -324,7 +324,7 @@ def interleaved(
 
 def randomize_norm_statistics(model: nn.Module, seed: int = 0) -> None:
     """Non-trivial BN statistics, layer scales and GRN parameters (random weights, but every term matters)."""
-    from anomalib_minimaxad.components.unireplknet import GRN, UniRepLKNetBlock  # noqa: PLC0415
+    from anomalib_minimaxad.components.layers import GRN, UniRepLKNetBlock  # noqa: PLC0415
 
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -354,25 +354,22 @@ def build_minimaxad(dims: Sequence[int] | None = None, fused: bool = False, seed
 
 def has_fast_cpu_path() -> bool:
     """Whether the installed package has the fast CPU inference path of the fused model (commit cfe615f)."""
-    from anomalib_minimaxad.components import unireplknet  # noqa: PLC0415
+    from anomalib_minimaxad.components import fast_cpu  # noqa: PLC0415
 
-    return hasattr(unireplknet, "is_fast_cpu_inference")
+    return fast_cpu.is_available()
 
 
 @contextlib.contextmanager
 def fast_cpu_path_disabled() -> Iterator[None]:
     """Switch the package's fast CPU inference path off (blocks and LayerNorm2d take the standard path)."""
-    from anomalib_minimaxad.components import unireplknet  # noqa: PLC0415
+    from anomalib_minimaxad.components import fast_cpu  # noqa: PLC0415
 
-    original = getattr(unireplknet, "is_fast_cpu_inference", None)
-    if original is None:
-        yield
-        return
-    unireplknet.is_fast_cpu_inference = lambda _x: False
+    original = fast_cpu.applies
+    fast_cpu.applies = lambda _x: False
     try:
         yield
     finally:
-        unireplknet.is_fast_cpu_inference = original
+        fast_cpu.applies = original
 
 
 def _single_conv_smooth(self: nn.Module, anomaly_map: torch.Tensor) -> torch.Tensor:

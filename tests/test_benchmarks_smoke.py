@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from anomalib_minimaxad.components import unireplknet
+from anomalib_minimaxad.components import fast_cpu
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = "16,32,64,128"
@@ -49,7 +49,7 @@ def _only_json(folder: Path, prefix: str) -> dict:
 
 def test_reference_path_computes_the_fused_model(bench):
     benchlib = bench("benchlib")
-    switch = getattr(unireplknet, "is_fast_cpu_inference", None)
+    switch = fast_cpu.applies
     fused = benchlib.build_minimaxad((16, 32, 64, 128), fused=True)
     reference = benchlib.build_minimaxad_reference((16, 32, 64, 128))
     for batch in (1, 3):
@@ -59,7 +59,7 @@ def test_reference_path_computes_the_fused_model(bench):
         assert (ours.anomaly_map - theirs.anomaly_map).abs().max() < 1e-5
         assert (ours.pred_score - theirs.pred_score).abs().max() < 1e-5
     # the reference model switches the package's fast path off around its own forward only
-    assert getattr(unireplknet, "is_fast_cpu_inference", None) is switch
+    assert fast_cpu.applies is switch
 
 
 def _run_speed(bench, tmp_path: Path, rows: str) -> dict:
