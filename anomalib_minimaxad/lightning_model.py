@@ -40,8 +40,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from anomalib import LearningType
+from anomalib import LearningType, TaskType
 from anomalib.data import AnomalibDataModule, Batch
+from anomalib.deploy import CompressionType
 from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
@@ -49,12 +50,16 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torch import optim
+from torchmetrics import Metric
 
-from .anomaly_map import ScoreMode
+from .anomaly_map import MapCombination, ScoreMode, Smoothing
 from .components.networks import UNIREPLKNET_VARIANTS
 from .fault_tolerance import export_atomically, seed_epoch, use_atomic_checkpoints
 from .loss import LossType, build_loss
+from .metrics import AuproMode, PerImageAUPRO
+from .quantization import QUANTIZED_COMPRESSIONS, export_quantized_openvino
 from .torch_model import MiniMaxADModel
+from .validation import check_choice, check_optimizer_arguments
 
 __all__ = ["MiniMaxAD"]
 
@@ -92,6 +97,13 @@ class MiniMaxAD(AnomalibModule):
         score_ratio: Fraction of pixels averaged for the image score. Defaults to ``0.01``.
         gaussian_kernel_size: Side of the Gaussian that smooths the map. Defaults to ``5``.
         gaussian_sigma: Sigma of that Gaussian. Defaults to ``4.0``.
+        map_combination: ``"mean"`` or ``"sum"`` of the per-level maps. Defaults to ``"mean"``
+            (the authors' ``evaluation_batch``; their AeBAD-S ``evaluate`` sums).
+        smoothing: ``"kernel"`` (zero-padded ``gaussian_kernel_size`` Gaussian) or ``"full"`` (scipy's
+            ``gaussian_filter(sigma)`` with reflect borders, the AeBAD-S protocol). Defaults to ``"kernel"``.
+        aupro: Test AUPRO of the default evaluator: ``"dataset"`` (anomalib's, over the whole test set) or
+            ``"per_image"`` (averaged over the anomalous images, the AeBAD-S protocol, see
+            :class:`~anomalib_minimaxad.metrics.PerImageAUPRO`). Defaults to ``"dataset"``.
         dims: Override of the backbone's 4 widths (small models for tests). Defaults to ``None``.
         depths: Override of the backbone's 4 depths. Defaults to ``None``.
         pre_processor: Pre-processor instance or flag to use the default
@@ -123,6 +135,9 @@ class MiniMaxAD(AnomalibModule):
         score_ratio: float = 0.01,
         gaussian_kernel_size: int = 5,
         gaussian_sigma: float = 4.0,
+        map_combination: MapCombination | str = MapCombination.MEAN,
+        smoothing: Smoothing | str = Smoothing.KERNEL,
+        aupro: AuproMode | str = AuproMode.DATASET,
         dims: Sequence[int] | None = None,
         depths: Sequence[int] | None = None,
         pre_processor: PreProcessor | bool = True,
@@ -130,6 +145,10 @@ class MiniMaxAD(AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        check_optimizer_arguments(lr, betas, weight_decay, lr_gamma)
+        check_choice("aupro", aupro, AuproMode)
+        if evaluator is True:
+            evaluator = self.configure_evaluator(aupro)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -149,6 +168,8 @@ class MiniMaxAD(AnomalibModule):
             gaussian_sigma=gaussian_sigma,
             score_mode=score_mode,
             score_ratio=score_ratio,
+            map_combination=map_combination,
+            smoothing=smoothing,
         )
         self.loss = build_loss(loss, p_hard=p_hard, p_lim=p_lim)
         # Set when the encoder got its weights from a restored checkpoint or the ImageNet file.
@@ -158,7 +179,7 @@ class MiniMaxAD(AnomalibModule):
     @classmethod
     def checkpoint_safe_globals(cls) -> Sequence[Any]:
         """Allowlist our enums stored in ``hyper_parameters`` for ``weights_only`` loads."""
-        return (LossType, ScoreMode)
+        return (LossType, ScoreMode, MapCombination, Smoothing, AuproMode)
 
     def setup(self, stage: str) -> None:
         """Write checkpoints atomically (see :mod:`~anomalib_minimaxad.fault_tolerance`)."""
@@ -289,43 +310,57 @@ class MiniMaxAD(AnomalibModule):
         export = super().to_onnx
         return export_atomically(lambda root: export(root, *args, **kwargs), export_root)
 
-    def to_openvino(self, export_root: Path | str, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
-        """Export the fused model to OpenVINO (see :meth:`AnomalibModule.to_openvino`), atomically."""
-        if not self.model.is_reparameterized:
-            return self.fused_copy().to_openvino(export_root, *args, **kwargs)
-        export = super().to_openvino
-        return export_atomically(lambda root: export(root, *args, **kwargs), export_root)
+    def to_openvino(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        compression_type: CompressionType | None = None,
+        datamodule: AnomalibDataModule | None = None,
+        metric: Metric | None = None,
+        task: TaskType | None = None,
+        max_drop: float = 0.01,
+        ov_kwargs: dict[str, Any] | None = None,
+        onnx_kwargs: dict[str, Any] | None = None,
+    ) -> Path:
+        """Export the fused model to OpenVINO (see :meth:`AnomalibModule.to_openvino`), atomically.
 
-    @staticmethod
-    def _post_training_quantization_ov(model: Any, datamodule: AnomalibDataModule | None = None) -> Any:  # noqa: ANN401
-        """INT8 post-training quantization (``CompressionType.INT8_PTQ``) with the map smoothing kept in float.
-
-        As anomalib's, except that the Gaussian convolution smoothing the anomaly map is not quantized:
-        in 8 bits it returns near-zero maps (NNCF 3.4, OpenVINO CPU), which turns every score into 0.
-        It is one single-channel convolution, so leaving it in float costs nothing measurable.
+        ``INT8_PTQ`` and ``INT8_ACQ`` keep the anomaly-map smoothing in float (see
+        :mod:`~anomalib_minimaxad.quantization`); ``task`` is accepted for anomalib's signature and unused.
         """
-        import nncf  # noqa: PLC0415 - optional dependency, as in anomalib
-
-        if datamodule is None:
-            msg = "Datamodule must be provided for OpenVINO INT8_PTQ compression"
-            raise ValueError(msg)
-        datamodule.setup("fit")
-        model_input = model.input(0)
-        if model_input.partial_shape[0].is_static:
-            datamodule.train_batch_size = model_input.shape[0]
-        dataloader = datamodule.val_dataloader()
-        if len(dataloader.dataset) < 300:
-            logger.warning(
-                ">300 images recommended for INT8 quantization, found only %d images", len(dataloader.dataset)
+        del task  # MiniMaxAD's graph always returns scores and maps
+        if not self.model.is_reparameterized:
+            return self.fused_copy().to_openvino(
+                export_root,
+                model_file_name,
+                input_size,
+                compression_type=compression_type,
+                datamodule=datamodule,
+                metric=metric,
+                max_drop=max_drop,
+                ov_kwargs=ov_kwargs,
+                onnx_kwargs=onnx_kwargs,
             )
-        calibration_dataset = nncf.Dataset(dataloader, lambda batch: batch["image"])
-        smoothing = _anomaly_map_convolutions(model)
-        ignored_scope = nncf.IgnoredScope(names=smoothing, validate=False) if smoothing else None
-        return nncf.quantize(model, calibration_dataset, ignored_scope=ignored_scope)
+        export = super().to_openvino
+
+        def export_float(root: Path, compression: CompressionType | None = None) -> Path:
+            return export(root, model_file_name, input_size, compression, ov_kwargs=ov_kwargs, onnx_kwargs=onnx_kwargs)
+
+        if compression_type in QUANTIZED_COMPRESSIONS:
+            return export_atomically(
+                lambda root: export_quantized_openvino(
+                    export_float, root, CompressionType(compression_type), datamodule, metric, max_drop
+                ),
+                export_root,
+            )
+        return export_atomically(lambda root: export_float(root, compression_type), export_root)
 
     @staticmethod
-    def configure_evaluator() -> Evaluator:
-        """Image AUROC and F1 (val and test); pixel AUROC, F1, AUPRO and AUPR (test), as in the paper's tables."""
+    def configure_evaluator(aupro: AuproMode | str = AuproMode.DATASET) -> Evaluator:
+        """Image AUROC and F1 (val and test); pixel AUROC, F1, AUPRO and AUPR (test), as in the paper's tables.
+
+        ``aupro="per_image"`` replaces anomalib's dataset-wide AUPRO by :class:`PerImageAUPRO`.
+        """
         val_metrics = [
             AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
             AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
@@ -335,7 +370,9 @@ class MiniMaxAD(AnomalibModule):
             F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
             AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
             F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
-            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False)
+            if AuproMode(aupro) == AuproMode.DATASET
+            else PerImageAUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
             AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
         ]
         return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)
@@ -381,19 +418,3 @@ def _describe_size(dims: Sequence[int], depths: Sequence[int]) -> str:
     dims, depths = tuple(dims), tuple(depths)
     names = [name for name, v in UNIREPLKNET_VARIANTS.items() if (v["dims"], v["depths"]) == (dims, depths)]
     return f"widths {dims} and depths {depths}" + (f" (as {names[0]})" if names else "")
-
-
-def _anomaly_map_convolutions(model: Any) -> list[str]:  # noqa: ANN401 - an openvino.Model
-    """Names of the convolutions closest to the ``anomaly_map`` output (the Gaussian smoothing)."""
-    results = [output.get_node() for output in model.outputs if "anomaly_map" in output.get_names()]
-    found, seen, pending = [], set(), [node.input_value(0).get_node() for node in results]
-    while pending:
-        node = pending.pop()
-        if node.get_friendly_name() in seen:
-            continue
-        seen.add(node.get_friendly_name())
-        if node.get_type_name() == "Convolution":
-            found.append(node.get_friendly_name())  # stop here: the encoder and decoder lie beyond
-            continue
-        pending.extend(value.get_node() for value in node.input_values())
-    return found
