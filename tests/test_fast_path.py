@@ -59,10 +59,15 @@ def test_plain_path_where_the_fast_path_does_not_apply(monkeypatch: pytest.Monke
     images = torch.rand(1, 3, 64, 64)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(images)
+    block = model.decoder.stages[0][0]
+    features = torch.rand(1, TINY_DIMS[0], 16, 16)
     with torch.enable_grad():
-        model(images)
+        block(features)
     assert calls[0] == 0
-    assert not fast_cpu.applies(images.double())
+    with torch.inference_mode():
+        fused_model(fast=False)(images)
+    assert calls[0] == 0
+    assert not fast_cpu.applies(features.double())
 
 
 def test_missing_op_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
