@@ -82,7 +82,7 @@ def _add_demo_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_demo_data(arguments: argparse.Namespace) -> int:
     """Generate the demo dataset and say where it went."""
     # Imported here so that other subcommands do not pay for numpy, PIL and scikit-image.
-    from anomalib_minimaxad.data.demo_data import DEMO_CATEGORIES, generate_demo_dataset  # noqa: PLC0415
+    from anomalib_minimaxad.demo.dataset import DEMO_CATEGORIES, generate_demo_dataset  # noqa: PLC0415
 
     categories = tuple(arguments.categories) if arguments.categories else DEMO_CATEGORIES
     try:
@@ -111,7 +111,9 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``demo``."""
     parser.add_argument("--data-root", type=Path, default=Path("datasets/minimaxad_demo"), help="demo dataset folder")
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="runs, exports, pictures, metrics")
-    parser.add_argument("--categories", nargs="+", default=None, metavar="CATEGORY", help="default: all")
+    parser.add_argument(
+        "--categories", nargs="+", default=None, metavar="CATEGORY", help="brick, grass, gravel or all (default gravel)"
+    )
     parser.add_argument("--config", type=Path, default=None, help="anomalib config (default: packaged demo_cpu.yaml)")
     parser.add_argument("--image-size", type=int, default=256, help="side of the generated images")
     parser.add_argument("--num-train", type=int, default=60, help="normal training images per category")
@@ -126,14 +128,13 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_demo(arguments: argparse.Namespace) -> int:
     """Run the end-to-end demo."""
-    from anomalib_minimaxad.data.demo_data import DEMO_CATEGORIES  # noqa: PLC0415
-    from anomalib_minimaxad.demo import DEFAULT_CONFIG, DemoSettings, run_demo  # noqa: PLC0415
+    from anomalib_minimaxad.demo.pipeline import DEFAULT_CONFIG, DemoSettings, resolve_categories, run_demo  # noqa: PLC0415
 
     extra = [a for a in arguments.train_args if a != "--"]
     settings = DemoSettings(
         data_root=arguments.data_root,
         output=arguments.output,
-        categories=tuple(arguments.categories) if arguments.categories else DEMO_CATEGORIES,
+        categories=resolve_categories(arguments.categories),
         config=arguments.config or DEFAULT_CONFIG,
         image_size=arguments.image_size,
         num_train=arguments.num_train,
@@ -149,6 +150,32 @@ def _run_demo(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``config``."""
+    parser.add_argument("name", nargs="?", default=None, help="preset name, e.g. minimaxad (default: list them)")
+    parser.add_argument("--copy", type=Path, default=None, metavar="DEST", help="copy the preset to DEST to edit it")
+
+
+def _run_config(arguments: argparse.Namespace) -> int:
+    """List the presets, print the path of one or copy it."""
+    from anomalib_minimaxad.presets import preset_names, preset_path  # noqa: PLC0415
+
+    if arguments.name is None:
+        print("\n".join(preset_names()))  # noqa: T201
+        return 0
+    try:
+        path = preset_path(arguments.name)
+    except FileNotFoundError as error:
+        print(f"{PROGRAM_NAME} config: error: {error}", file=sys.stderr)  # noqa: T201
+        return USAGE_ERROR
+    if arguments.copy is not None:
+        import shutil  # noqa: PLC0415
+
+        path = Path(shutil.copy(path, arguments.copy)).resolve()
+    print(path)  # noqa: T201
+    return 0
+
+
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         name="demo-data",
@@ -161,6 +188,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         help="train, test, export and run MiniMaxAD on the demo dataset, with pictures and a metrics table",
         add_arguments=_add_demo_arguments,
         run=_run_demo,
+    ),
+    Subcommand(
+        name="config",
+        help="list the shipped anomalib configs or print the path of one: anomalib train --config $(... config NAME)",
+        add_arguments=_add_config_arguments,
+        run=_run_config,
     ),
 )
 

@@ -5,7 +5,7 @@ For every category: train (``engine.fit``) and test (``engine.test``) each model
 per-category image AUROC (I-AUROC), pixel AUROC (P-AUROC), AUPRO and pixel AUPR and their mean, as CSV and
 JSON under ``benchmarks/results/``, and print them beside the paper's figures (``paper_results.json``).
 
-Datasets: ``demo`` (generated here from scikit-image textures, see ``anomalib_minimaxad.data.demo_data``),
+Datasets: ``demo`` (generated here from scikit-image textures, see ``anomalib_minimaxad.demo.dataset``),
 and, when you have them on disk (``--root``): ``mvtec`` (MVTec AD), ``visa`` (VisA, anomalib's ``Visa``
 datamodule prepares its split), ``goodsad``, ``aebad_s`` and ``mad`` (read with anomalib's ``Folder``
 datamodule from an MVTec-like layout: ``<category>/train/good``, ``<category>/test/<defect>``,
@@ -112,7 +112,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def demo_root(args: argparse.Namespace, categories: Sequence[str]) -> Path:
     """Generate (or reuse) the demo dataset and return its root."""
-    from anomalib_minimaxad.data.demo_data import generate_demo_dataset  # noqa: PLC0415
+    from anomalib_minimaxad.demo.dataset import generate_demo_dataset  # noqa: PLC0415
 
     root = args.root or (benchlib.REPO_ROOT / "datasets" / f"minimaxad_demo_{args.image_size}")
     return Path(

@@ -20,7 +20,8 @@ from anomalib.data import MVTecAD
 from PIL import Image
 
 from anomalib_minimaxad import cli
-from anomalib_minimaxad.data import DEFECT_TYPES, DEMO_CATEGORIES, demo_data, generate_demo_dataset
+from anomalib_minimaxad.demo import DEFECT_TYPES, DEMO_CATEGORIES, generate_demo_dataset
+from anomalib_minimaxad.demo import dataset as demo_data
 
 # Tiny but complete: 6 defective images cover every defect kind and an uneven spread (scratch gets two).
 TINY = {"image_size": 64, "num_train": 4, "num_test_good": 2, "num_test_defect": 6}

@@ -31,7 +31,7 @@ from PIL import Image
 from torchmetrics.classification import BinaryAUROC
 
 from anomalib_minimaxad import MiniMaxAD
-from anomalib_minimaxad.data.demo_data import generate_demo_dataset
+from anomalib_minimaxad.demo.dataset import generate_demo_dataset
 from anomalib_minimaxad.loss import ADCLoss, GlobalCosineLoss
 from anomalib_minimaxad.torch_model import MiniMaxADModel
 

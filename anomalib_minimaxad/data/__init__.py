@@ -1,10 +1,10 @@
 # Copyright (C) 2026 anomalib-minimaxad developers
 # SPDX-License-Identifier: Apache-2.0
-"""Data utilities for MiniMaxAD: a deterministic demo dataset in the MVTec AD layout, and datamodules."""
+"""Datamodules of MiniMaxAD; the demo dataset generator (``anomalib_minimaxad.demo``) is re-exported here."""
 
 from typing import TYPE_CHECKING
 
-from anomalib_minimaxad.data.demo_data import DEFECT_TYPES, DEMO_CATEGORIES, generate_demo_dataset
+from anomalib_minimaxad.demo.dataset import DEFECT_TYPES, DEMO_CATEGORIES, generate_demo_dataset
 
 if TYPE_CHECKING:
     from anomalib_minimaxad.data.aebad import AeBADS
@@ -24,7 +24,7 @@ __all__ = [
     "generate_demo_dataset",
 ]
 
-#: Names imported on first access: they import anomalib (and torch), which ``demo_data`` users should not pay for.
+#: Names imported on first access: they import anomalib (and torch), which demo-data users should not pay for.
 _LAZY = {
     "MVTec": "anomalib_minimaxad.data.mvtec",
     "Unified": "anomalib_minimaxad.data.unified",

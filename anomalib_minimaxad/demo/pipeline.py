@@ -3,16 +3,17 @@
 """The end-to-end demo: data, training, test, OpenVINO export and inference, pictures.
 
 Per category of the bundled demo dataset (real texture photographs from scikit-image,
-with synthetic defects) it runs what a user would:
+with synthetic defects; ``gravel`` by default, ``all`` for the three) it runs what a user would:
 
-1. ``anomalib train --config configs/demo_cpu.yaml --data.root R --data.category C``
-   (anomalib's own CLI: fit, then test);
-2. ``Engine.test`` on the best checkpoint, for the metrics as numbers;
+1. ``anomalib fit --config <package>/configs/demo_cpu.yaml --data.root R --data.category C``
+   (anomalib's own CLI, with Lightning's progress bars);
+2. ``Engine.test`` on the checkpoint, for the metrics as numbers;
 3. ``anomalib export --model MiniMaxAD --export_type openvino --ckpt_path ...``;
 4. OpenVINO inference (anomalib's ``OpenVINOInferencer``) on every test image, timed;
 
-then prints a metrics table, writes it as ``metrics.json`` and ``metrics.md``, and draws
-one PNG grid per category: image, ground truth, anomaly heat map, predicted mask.
+then prints a metrics table, writes it as ``metrics.json`` and ``metrics.md``, draws one PNG grid per
+category (image, ground truth, anomaly heat map, predicted mask) and one ``overview.png`` of all
+categories (metrics and image / heat-map pairs). The same seed and thread count give the same metrics.
 
 No download is needed. ImageNet weights for the encoder are used when they can be had
 (``$MINIMAXAD_WEIGHTS_DIR`` or the Hugging Face cache/hub); otherwise the demo says so and
@@ -39,16 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from anomalib_minimaxad.demo.dataset import DEMO_CATEGORIES, generate_demo_dataset
+from anomalib_minimaxad.demo.overview import draw_category_grid, draw_overview
 
-from .data.demo_data import DEMO_CATEGORIES, generate_demo_dataset
-
-__all__ = ["DemoSettings", "run_demo"]
+__all__ = ["DEFAULT_CATEGORIES", "DemoSettings", "resolve_categories", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo_cpu.yaml"
+DEFAULT_CONFIG = Path(__file__).parent.parent / "configs" / "demo_cpu.yaml"
 #: Metrics shown in the table: (anomalib's name, column title).
 METRIC_COLUMNS = (
     ("image_AUROC", "Image AUROC"),
@@ -56,7 +55,8 @@ METRIC_COLUMNS = (
     ("pixel_AUPRO", "AUPRO"),
     ("image_F1Score", "Image F1"),
 )
-GRID_ROWS = 6
+#: What ``demo`` trains without ``--categories``: one category keeps the first run within minutes.
+DEFAULT_CATEGORIES: tuple[str, ...] = ("gravel",)
 
 
 @dataclass
@@ -77,13 +77,27 @@ class DemoSettings:
 
     data_root: Path = Path("datasets/minimaxad_demo")
     output: Path = Path("demo_output")
-    categories: Sequence[str] = DEMO_CATEGORIES
+    categories: Sequence[str] = DEFAULT_CATEGORIES
     config: Path = DEFAULT_CONFIG
     image_size: int = 256
     num_train: int = 60
     num_test_good: int = 20
     num_test_defect: int = 20
     extra_train_args: Sequence[str] = field(default_factory=tuple)
+
+
+def resolve_categories(names: Sequence[str] | None) -> tuple[str, ...]:
+    """The categories to run: ``DEFAULT_CATEGORIES`` for none, all of them for ``["all"]``.
+
+    Example:
+        >>> resolve_categories(["all"])
+        ('brick', 'grass', 'gravel')
+    """
+    if not names:
+        return DEFAULT_CATEGORIES
+    if list(names) == ["all"]:
+        return DEMO_CATEGORIES
+    return tuple(names)
 
 
 def _anomalib_command() -> list[str]:
@@ -117,7 +131,7 @@ def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool
 
 def encoder_weights_argument() -> str:
     """``--model.pre_trained`` value: the ImageNet weights when they can be had, else ``false``."""
-    from .components.pretrained import (  # noqa: PLC0415 - imports torch
+    from anomalib_minimaxad.components.pretrained import (  # noqa: PLC0415 - imports torch
         WEIGHTS_DIR_ENV,
         CheckpointError,
         PretrainedWeightsUnavailableError,
@@ -163,18 +177,33 @@ def _find_checkpoint(run_dir: Path) -> Path:
     return checkpoints[-1]
 
 
-def _test_metrics(checkpoint: Path, data_root: Path, category: str, run_dir: Path) -> dict[str, float]:
-    """Metrics of the checkpoint on the category's test split, through anomalib's Engine."""
+def _test_metrics(
+    checkpoint: Path, data_root: Path, category: str, run_dir: Path
+) -> tuple[dict[str, float], list[int] | None]:
+    """Metrics of the checkpoint on the category's test split (anomalib's Engine), and the model's input size."""
     from anomalib.data import MVTecAD  # noqa: PLC0415 - heavy imports only when running
     from anomalib.engine import Engine  # noqa: PLC0415
 
-    from .lightning_model import MiniMaxAD  # noqa: PLC0415
+    from anomalib_minimaxad.lightning_model import MiniMaxAD  # noqa: PLC0415
 
     model = MiniMaxAD.load_from_checkpoint(checkpoint)
     datamodule = MVTecAD(root=data_root, category=category, eval_batch_size=16, num_workers=0)
     engine = Engine(logger=False, default_root_dir=run_dir / "test", enable_progress_bar=False)
     results = engine.test(model=model, datamodule=datamodule, verbose=False)
-    return {name: float(value) for name, value in results[0].items()}
+    return {name: float(value) for name, value in results[0].items()}, _resize_size(model)
+
+
+def _resize_size(model: Any) -> list[int] | None:  # noqa: ANN401 - a MiniMaxAD module
+    """``[height, width]`` of the pre-processor's ``Resize``: what the model trained and tested at."""
+    from torchvision.transforms import v2  # noqa: PLC0415
+
+    transform = getattr(model.pre_processor, "transform", None)
+    transforms = transform.transforms if isinstance(transform, v2.Compose) else [transform]
+    for step in transforms:
+        if isinstance(step, v2.Resize):
+            size = [step.size] * 2 if isinstance(step.size, int) else list(step.size)
+            return [int(side) for side in size]
+    return None
 
 
 def _openvino_predictions(model_xml: Path, images: list[Path]) -> tuple[list[Any], list[float]]:
@@ -200,64 +229,6 @@ def _test_images(category_root: Path) -> list[tuple[Path, Path | None]]:
         mask = category_root / "ground_truth" / defect / f"{image.stem}_mask.png"
         pairs.append((image, mask if defect != "good" else None))
     return pairs
-
-
-def _draw_grid(pairs: list[tuple[Path, Path | None]], predictions: list[Any], title: str, path: Path) -> None:
-    """Image, ground truth, heat map and predicted mask for a few good and defective images."""
-    import matplotlib as mpl  # noqa: PLC0415
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
-
-    good = [i for i, (_, mask) in enumerate(pairs) if mask is None][:2]
-    defective = [i for i, (_, mask) in enumerate(pairs) if mask is not None]
-    # One image per defect kind first, so the grid shows each kind.
-    by_kind: dict[str, int] = {}
-    for i in defective:
-        by_kind.setdefault(pairs[i][0].parent.name, i)
-    chosen = good + list(by_kind.values())
-    chosen += [i for i in defective if i not in chosen]
-    chosen = chosen[:GRID_ROWS]
-
-    figure, axes = plt.subplots(len(chosen), 4, figsize=(10, 2.6 * len(chosen)), squeeze=False)
-    for row, index in enumerate(chosen):
-        image_path, mask_path = pairs[index]
-        prediction = predictions[index]
-        image = np.asarray(Image.open(image_path).convert("RGB"))
-        size = image.shape[:2]
-        mask = np.asarray(Image.open(mask_path)) if mask_path else np.zeros(size, dtype=np.uint8)
-        heat = _resize(np.squeeze(prediction.anomaly_map), size)
-        predicted = _resize(np.squeeze(prediction.pred_mask).astype(np.float32), size) > 0.5
-        score = float(np.squeeze(prediction.pred_score))
-        label = "anomalous" if bool(np.squeeze(prediction.pred_label)) else "normal"
-        panels = [
-            (image, None, f"{image_path.parent.name}/{image_path.name}"),
-            (mask, "gray", "ground truth"),
-            (heat, "jet", f"anomaly map (score {score:.2f})"),
-            (predicted, "gray", f"predicted mask: {label}"),
-        ]
-        for column, (picture, colormap, caption) in enumerate(panels):
-            axis = axes[row][column]
-            if column == 2:
-                axis.imshow(image)
-                axis.imshow(picture, cmap=colormap, alpha=0.5)
-            else:
-                axis.imshow(picture, cmap=colormap)
-            axis.set_title(caption, fontsize=8)
-            axis.axis("off")
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-
-
-def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image  # noqa: PLC0415
-
-    if array.shape == size:
-        return array
-    return np.asarray(Image.fromarray(array.astype(np.float32)).resize((size[1], size[0]), Image.BILINEAR))
 
 
 def _markdown_table(rows: dict[str, dict[str, float]]) -> str:
@@ -290,16 +261,19 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     pre_trained = encoder_weights_argument()
     anomalib = _anomalib_command()
     rows: dict[str, dict[str, float]] = {}
+    drawn: dict[str, tuple[list, list, dict[str, float]]] = {}
+    model_input_size = None
+    overview = output / "overview.png"
     for category in settings.categories:
         print(f"\n=== {category} ===", flush=True)  # noqa: T201
         run_dir = output / "runs" / category
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run; an old checkpoint must not be picked up
         run_dir.mkdir(parents=True)
-        train = [*anomalib, "train", "--config", str(settings.config), "--data.root", str(data_root)]
-        train += ["--data.category", category, "--default_root_dir", str(run_dir), "--model.pre_trained", pre_trained]
-        _run([*train, *settings.extra_train_args])
+        fit = [*anomalib, "fit", "--config", str(settings.config), "--data.root", str(data_root)]
+        fit += ["--data.category", category, "--default_root_dir", str(run_dir), "--model.pre_trained", pre_trained]
+        _run([*fit, *settings.extra_train_args])
         checkpoint = _find_checkpoint(run_dir)
-        metrics = _test_metrics(checkpoint, data_root, category, run_dir)
+        metrics, model_input_size = _test_metrics(checkpoint, data_root, category, run_dir)
         export_root = output / "export" / category
         export = [*anomalib, "export", "--model", "MiniMaxAD", "--export_type", "openvino"]
         export += ["--ckpt_path", str(checkpoint), "--export_root", str(export_root)]
@@ -310,23 +284,34 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
         predictions, latencies = _openvino_predictions(model_xml, [image for image, _ in pairs])
         metrics["latency_ms"] = statistics.median(latencies)
         rows[category] = metrics
+        drawn[category] = (pairs, predictions, metrics)
         grid = output / f"{category}_grid.png"
-        _draw_grid(pairs, predictions, f"MiniMaxAD on {category} (OpenVINO)", grid)
-        print(f"Pictures: {grid}", flush=True)  # noqa: T201
+        draw_category_grid(pairs, predictions, f"MiniMaxAD on {category} (OpenVINO)", grid)
+        draw_overview(drawn, overview)  # redrawn after each category, so the first picture comes early
+        print(f"\n{_markdown_table({category: metrics})}\nPictures: {overview}, {grid}", flush=True)  # noqa: T201
 
     table = _markdown_table(rows)
     minutes = (time.perf_counter() - started) / 60
     encoder = "ImageNet-pretrained" if pre_trained != "false" else "randomly initialised (offline)"
     summary = {
         "encoder": encoder,
-        "image_size": settings.image_size,
+        "model_input_size": model_input_size,
+        "dataset_image_size": settings.image_size,
         "config": str(settings.config),
+        "extra_train_args": list(settings.extra_train_args),
         "minutes": round(minutes, 2),
-        "threads": os.cpu_count(),
+        "torch_threads": _torch_threads(),
         "categories": rows,
     }
     (output / "metrics.json").write_text(json.dumps(summary, indent=2))
     (output / "metrics.md").write_text(f"Encoder: {encoder}\n\n{table}\n")
     print(f"\nMiniMaxAD demo results (encoder {encoder}; {minutes:.1f} min):\n\n{table}\n")  # noqa: T201
-    print(f"Metrics: {output / 'metrics.json'}; pictures: {output}/<category>_grid.png")  # noqa: T201
+    print(f"Metrics: {output / 'metrics.json'}; pictures: {overview}, {output}/<category>_grid.png")  # noqa: T201
     return rows
+
+
+def _torch_threads() -> int:
+    """The intra-op thread count torch uses here, as in the ``anomalib`` processes started by the demo."""
+    import torch  # noqa: PLC0415
+
+    return torch.get_num_threads()
