@@ -100,6 +100,16 @@ def resolve_categories(names: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Seed of the demo's training runs (``anomalib``'s CLI reads ``seed_everything`` from a config but never applies it).
+DEMO_SEED = 111
+
+#: ``anomalib`` run after ``seed_everything(argv[1])``: model init, data order and epochs repeat run to run.
+_SEEDED_ANOMALIB = (
+    "import sys; from lightning.pytorch import seed_everything; from anomalib.cli.cli import main; "
+    "seed_everything(int(sys.argv.pop(1)), workers=True); sys.argv[0] = 'anomalib'; sys.exit(main())"
+)
+
+
 def _anomalib_command() -> list[str]:
     """The ``anomalib`` console script of this interpreter's environment."""
     script = Path(sys.executable).parent / "anomalib"
@@ -269,7 +279,8 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
         run_dir = output / "runs" / category
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run; an old checkpoint must not be picked up
         run_dir.mkdir(parents=True)
-        fit = [*anomalib, "fit", "--config", str(settings.config), "--data.root", str(data_root)]
+        fit = [sys.executable, "-c", _SEEDED_ANOMALIB, str(DEMO_SEED), "fit", "--config", str(settings.config)]
+        fit += ["--data.root", str(data_root)]
         fit += ["--data.category", category, "--default_root_dir", str(run_dir), "--model.pre_trained", pre_trained]
         _run([*fit, *settings.extra_train_args])
         checkpoint = _find_checkpoint(run_dir)
