@@ -48,13 +48,14 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torch import optim
 from torchmetrics import Metric
 
 from .anomaly_map import MapCombination, ScoreMode, Smoothing
 from .components.networks import UNIREPLKNET_VARIANTS
-from .fault_tolerance import export_atomically, seed_epoch, use_atomic_checkpoints
+from .fault_tolerance import ExactResume, export_atomically
 from .loss import LossType, build_loss
 from .metrics import AuproMode, PerImageAUPRO
 from .quantization import QUANTIZED_COMPRESSIONS, export_quantized_openvino
@@ -181,14 +182,11 @@ class MiniMaxAD(AnomalibModule):
         """Allowlist our enums stored in ``hyper_parameters`` for ``weights_only`` loads."""
         return (LossType, ScoreMode, MapCombination, Smoothing, AuproMode)
 
-    def setup(self, stage: str) -> None:
-        """Write checkpoints atomically (see :mod:`~anomalib_minimaxad.fault_tolerance`)."""
-        del stage
-        use_atomic_checkpoints(self._trainer)
-
-    def on_train_epoch_start(self) -> None:
-        """Reseed from (global seed, epoch): a resumed run continues exactly as an uninterrupted one."""
-        seed_epoch(self.trainer)
+    def configure_callbacks(self) -> list[Callback]:
+        """The component callbacks of anomalib, and :class:`~anomalib_minimaxad.fault_tolerance.ExactResume`."""
+        components = super().configure_callbacks()
+        components = [components] if isinstance(components, Callback) else list(components)
+        return [*components, ExactResume()]
 
     def on_fit_start(self) -> None:
         """Load the ImageNet encoder weights when training starts from scratch."""

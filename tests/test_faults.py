@@ -1,4 +1,4 @@
-"""Faults: exact resumption, determinism, 2-process DDP on CPU, atomic checkpoints and exports."""
+"""Faults: exact resumption, determinism, 2-process DDP on CPU, atomic checkpoints and exports (interrupted too)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ from anomalib.engine import Engine
 from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, Trainer, seed_everything
 
-from anomalib_minimaxad import MiniMaxAD
+from anomalib_minimaxad import MiniMaxAD, fault_tolerance
 from anomalib_minimaxad.data import generate_demo_dataset
-from anomalib_minimaxad.fault_tolerance import AtomicCheckpointIO, epoch_seed, export_atomically
+from anomalib_minimaxad.fault_tolerance import (
+    AtomicCheckpointIO,
+    ExactResume,
+    epoch_seed,
+    export_atomically,
+    restart_training_iterator,
+)
 
 from .conftest import TINY_DIMS
 
@@ -71,6 +77,7 @@ def train(
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=callbacks or [],
+        plugins=[AtomicCheckpointIO()],  # the documented way to write checkpoints atomically
     )
     engine.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     return model, engine
@@ -114,6 +121,23 @@ def test_resumed_run_equals_uninterrupted_run(runs: dict) -> None:
 def test_same_seed_gives_the_same_weights(runs: dict) -> None:
     # Two separate runs with seed 111, compared after the same number of steps.
     assert max_difference(runs["first"], runs["full_after_first_epoch"]) == 0.0
+
+
+def test_model_brings_exact_resume_and_leaves_the_checkpoint_io_alone(runs: dict, demo_root: Path) -> None:
+    trainer = runs["engine"].trainer
+    assert sum(isinstance(callback, ExactResume) for callback in trainer.callbacks) == 1
+    plain = Engine(default_root_dir=demo_root.parent / "plain", max_epochs=1, logger=False, accelerator="cpu")
+    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    plain.fit(MiniMaxAD(pre_trained=False, dims=TINY_DIMS, visualizer=False), datamodule=datamodule)
+    assert type(plain.trainer.strategy.checkpoint_io).__name__ == "AnomalibCheckpointIO"  # not swapped by the model
+
+
+def test_lightning_still_has_the_iterator_exact_resume_restarts(runs: dict) -> None:
+    # Fails loudly, naming the function to adapt, if a Lightning upgrade removes the private attribute.
+    assert hasattr(runs["engine"].trainer.fit_loop, "_data_fetcher")
+    bare = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    with pytest.raises(RuntimeError, match="restart_training_iterator must be adapted"):
+        restart_training_iterator(bare)  # no fit running: no fetcher
 
 
 def test_epoch_seeds_differ() -> None:
@@ -207,6 +231,59 @@ def test_export_moves_the_entry_point_last(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
 
 
+def test_export_interrupted_between_renames_keeps_the_previous_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "weights" / "openvino"
+    folder.mkdir(parents=True)
+    (folder / "model.xml").write_text("old model")
+    (folder / "model.bin").write_bytes(b"old weights")
+
+    def exporter(root: Path) -> Path:
+        staged = root / "weights" / "openvino"
+        staged.mkdir(parents=True)
+        (staged / "model.bin").write_bytes(b"new weights")
+        (staged / "extra.json").write_text("{}")  # a companion the old export did not have
+        (staged / "model.xml").write_text("new model")
+        return staged / "model.xml"
+
+    real_replace = fault_tolerance._replace_durably
+
+    def interrupted_before_entry_point(source: Path, target: Path) -> None:
+        if target.name == "model.xml":
+            raise KeyboardInterrupt  # the companions are already renamed into place
+        real_replace(source, target)
+
+    monkeypatch.setattr(fault_tolerance, "_replace_durably", interrupted_before_entry_point)
+    with pytest.raises(KeyboardInterrupt):
+        export_atomically(exporter, tmp_path)
+    assert (folder / "model.xml").read_text() == "old model"
+    assert (folder / "model.bin").read_bytes() == b"old weights"  # restored: it pairs with the old entry point
+    assert sorted(p.name for p in folder.iterdir()) == ["model.bin", "model.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]  # staging and backups removed
+    monkeypatch.undo()
+    assert export_atomically(exporter, tmp_path) == folder / "model.xml"
+    assert (folder / "model.xml").read_text() == "new model"
+    assert (folder / "model.bin").read_bytes() == b"new weights"
+
+
+def test_interrupted_first_export_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def exporter(root: Path) -> Path:
+        staged = root / "weights" / "onnx"
+        staged.mkdir(parents=True)
+        (staged / "model.onnx").write_text("model")
+        return staged / "model.onnx"
+
+    def interrupted(source: Path, target: Path) -> None:
+        del source, target
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fault_tolerance, "_replace_durably", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_atomically(exporter, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no weights/onnx folder, no staging folder
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed data parallel on CPU
 # ----------------------------------------------------------------------------------------------------------------
@@ -223,6 +300,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 from anomalib_minimaxad import MiniMaxAD
 from anomalib_minimaxad.data import Unified
+from anomalib_minimaxad.fault_tolerance import AtomicCheckpointIO
 
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 torch.set_num_threads(1)
@@ -230,7 +308,8 @@ seed_everything(111)
 datamodule = Unified(root=root, categories="all", train_batch_size=2, eval_batch_size=4, num_workers=0)
 model = MiniMaxAD(pre_trained=False, dims=(16, 32, 64, 128), visualizer=False)
 engine = Engine(default_root_dir=out, max_epochs=1, limit_val_batches=0, accelerator="cpu", devices=2,
-                strategy="ddp", logger=False, enable_progress_bar=False, enable_model_summary=False)
+                strategy="ddp", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                plugins=[AtomicCheckpointIO()])
 engine.fit(model=model, datamodule=datamodule)
 trainer = engine.trainer
 parameters = {name: value.detach() for name, value in model.model.named_parameters()}

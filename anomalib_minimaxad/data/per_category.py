@@ -45,8 +45,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from anomalib.metrics import AUPR, AUPRO, AUROC, AnomalibMetric
 from lightning.pytorch import Callback, LightningModule, Trainer
+
+from anomalib_minimaxad.fault_tolerance import atomic_write
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -200,8 +200,9 @@ class CategoryResults:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = directory / f"{stem}.csv", directory / f"{stem}.json"
-        _write_atomic(csv_path, self.to_csv())
-        _write_atomic(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write(csv_path, lambda path: path.write_text(self.to_csv(), encoding="utf-8"))
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        atomic_write(json_path, lambda path: path.write_text(text, encoding="utf-8"))
         return csv_path, json_path
 
 
@@ -448,17 +449,3 @@ def _nanmean(values: Iterable[float]) -> float:
 
 def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else round(float(value), 8)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` and rename it into place."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
