@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from .layers import LayerNorm2d, UniRepLKNetBlock, fuse_conv_bn
-from .weight_init import init_weights
+from .weight_init import init_minimaxad, init_unireplknet
 
 __all__ = [
     "HF_HUB_REPO",
@@ -207,7 +207,7 @@ class UniRepLKNet(nn.Module):
         self.stages = _make_stages(dims, kernel_sizes, drop_path_rate, layer_scale_init_value)
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_weights)
+        self.apply(init_unireplknet)
         if isinstance(self.head, nn.Linear):
             self.head.weight.data.mul_(head_init_scale)
             self.head.bias.data.mul_(head_init_scale)
@@ -264,7 +264,7 @@ class UniRepLKNetEncoder(nn.Module):
         self.stages = _make_stages(dims[:levels], kernel_sizes[:levels])
         for i, dim in enumerate(self.dims):
             self.add_module(f"norm{i}", LayerNorm2d(dim))
-        self.apply(init_weights)
+        self.apply(init_unireplknet)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the normalised outputs of stages 1-3 (strides 4, 8, 16)."""
@@ -306,7 +306,7 @@ class Bottleneck(nn.Module):
         self.bn3: nn.Module = nn.BatchNorm2d(dims[2])
         self.conv4 = _conv3x3(3 * dims[2], dims[3], stride=2)
         self.stages = _make_stages(dims[3:4], [(kernel_size,) * depth])
-        self.apply(init_weights)
+        self.apply(init_minimaxad)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse ``[level1, level2, level3]`` into the bottleneck map."""
@@ -357,7 +357,7 @@ class Decoder(nn.Module):
             for i in reversed(range(levels))
         )
         self.stages = _make_stages(dims[:levels], kernel_sizes[:levels])
-        self.apply(init_weights)
+        self.apply(init_minimaxad)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return reconstructed features ordered like the encoder's (stride 4, 8, 16)."""
