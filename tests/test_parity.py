@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from anomalib_minimaxad.anomaly_map import AnomalyMapGenerator, cosine_distance_map
+from anomalib_minimaxad.lightning_model import MiniMaxAD
 from anomalib_minimaxad.loss import ADCLoss, GlobalCosineLoss
 from anomalib_minimaxad.torch_model import MiniMaxADModel
 
-from .conftest import assert_close, build_parity_model
+from .conftest import TINY_DIMS, assert_close, build_parity_model
 
 IMAGE_SIZE = (64, 64)
+# Full-resolution ADC cases whose top-quantile pixels are distinct values (tests/data/adc_distinct).
+ADC_DISTINCT = Path(__file__).parent / "data" / "adc_distinct" / "cases.pt"
+
+
+def assert_loss_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Losses compare relatively at any magnitude (an absolute tolerance would accept any tiny loss)."""
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=1e-5, atol=0)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["unfused", "reparameterized"])
@@ -64,7 +74,7 @@ def test_maps_and_scores(expected: dict) -> None:
 def test_adc_loss(expected: dict, case: str, branch: str) -> None:
     encoder, decoder = expected["encoder_features"], expected[f"decoder_features{case}"]
     loss = ADCLoss()
-    assert_close(loss(encoder, decoder, IMAGE_SIZE), expected[f"loss_adc{case}"])
+    assert_loss_close(loss(encoder, decoder, IMAGE_SIZE), expected[f"loss_adc{case}"])
     _, taken = loss.hard_elements(loss.distance_map(encoder, decoder, IMAGE_SIZE))
     assert taken == branch
 
@@ -72,7 +82,27 @@ def test_adc_loss(expected: dict, case: str, branch: str) -> None:
 @pytest.mark.parametrize("case", ["", "_near"], ids=["random", "near"])
 def test_global_loss(expected: dict, case: str) -> None:
     encoder, decoder = expected["encoder_features"], expected[f"decoder_features{case}"]
-    assert_close(GlobalCosineLoss()(encoder, decoder, IMAGE_SIZE), expected[f"loss_global{case}"])
+    assert_loss_close(GlobalCosineLoss()(encoder, decoder, IMAGE_SIZE), expected[f"loss_global{case}"])
+
+
+@pytest.mark.parametrize(("case", "branch"), [("near", "p_lim"), ("hotspots", "p_hard")])
+@pytest.mark.parametrize(("p_hard", "p_lim"), [(None, None), (0.9999, 0.999), (0.999, 0.9995)])
+def test_adc_loss_distinct_top_pixels(case: str, branch: str, p_hard: float | None, p_lim: float | None) -> None:
+    """Each quantile picks its own pixels here, so a changed ``p_hard`` or ``p_lim`` changes the loss.
+
+    ``None``: the Lightning module's defaults, which must be the authors' 0.9999 and 0.9995.
+    """
+    data = torch.load(ADC_DISTINCT, weights_only=True)
+    encoder = [f.float() for f in data["encoder_features"]]
+    decoder = [f.float() for f in data["cases"][case]["decoder_features"]]
+    size = tuple(encoder[0].shape[-2:])
+    if p_hard is None:
+        loss = MiniMaxAD(pre_trained=False, dims=TINY_DIMS, evaluator=False, visualizer=False).loss
+        p_hard, p_lim = 0.9999, 0.9995
+    else:
+        loss = ADCLoss(p_hard=p_hard, p_lim=p_lim)
+    assert_loss_close(loss(encoder, decoder, size), data["cases"][case][f"p_hard={p_hard},p_lim={p_lim}"])
+    assert loss.hard_elements(loss.distance_map(encoder, decoder, size))[1] == branch
 
 
 def test_reparameterize_changes_structure_not_outputs(expected: dict) -> None:
