@@ -16,14 +16,12 @@ import socket
 import statistics
 import subprocess
 import time
-import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
@@ -185,6 +183,40 @@ def _timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+#: The CPU flags that decide which kernels oneDNN, MKL and OpenVINO run (recorded with every result).
+ISA_FLAGS = ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+#: Environment variables that cap the ISA the libraries use (``ONEDNN_MAX_CPU_ISA=AVX2`` emulates an AVX2 CPU).
+ISA_LIMIT_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
+
+
+def isa_summary() -> str:
+    """One line for tables: the widest vector ISA and its int8/bf16 extensions, plus any ISA cap in effect.
+
+    Example: ``"AVX-512 (VNNI, BF16, AMX-BF16, AMX-INT8)"`` or ``"AVX2 (FMA) [ONEDNN_MAX_CPU_ISA=AVX2]"``.
+    """
+    flags = cpu_flags()
+    if "avx512f" in flags:
+        base = "AVX-512"
+        extras = [
+            label
+            for flag, label in (
+                ("avx512_vnni", "VNNI"),
+                ("avx512_bf16", "BF16"),
+                ("amx_bf16", "AMX-BF16"),
+                ("amx_int8", "AMX-INT8"),
+            )
+            if flag in flags
+        ]
+    elif "avx2" in flags:
+        base = "AVX2"
+        extras = [label for flag, label in (("fma", "FMA"), ("avx_vnni", "AVX-VNNI")) if flag in flags]
+    else:
+        base, extras = "SSE", []
+    text = f"{base} ({', '.join(extras)})" if extras else base
+    limits = [f"{name}={os.environ[name]}" for name in ISA_LIMIT_VARIABLES if name in os.environ]
+    return f"{text} [{', '.join(limits)}]" if limits else text
+
+
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     """Facts about this machine and the software, stored with every result."""
     import numpy as np  # noqa: PLC0415
@@ -194,9 +226,9 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "cpu": cpu_name(),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
-        "isa_flags": sorted(
-            cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"}
-        ),
+        "isa_flags": sorted(cpu_flags() & set(ISA_FLAGS)),
+        "isa": isa_summary(),
+        "isa_limits": {name: os.environ[name] for name in ISA_LIMIT_VARIABLES if name in os.environ},
         "clock_ghz": clock_ghz()[0],
         "threads": threads,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -353,7 +385,7 @@ def build_minimaxad(dims: Sequence[int] | None = None, fused: bool = False, seed
 
 
 def has_fast_cpu_path() -> bool:
-    """Whether the installed package has the fast CPU inference path of the fused model (commit cfe615f)."""
+    """Whether this torch build has the kernels of the fused model's fast CPU path (components/fast_cpu.py)."""
     from anomalib_minimaxad.components import fast_cpu  # noqa: PLC0415
 
     return fast_cpu.is_available()
@@ -372,40 +404,14 @@ def fast_cpu_path_disabled() -> Iterator[None]:
         fast_cpu.applies = original
 
 
-def _single_conv_smooth(self: nn.Module, anomaly_map: torch.Tensor) -> torch.Tensor:
-    """The Gaussian as one (B, 1, H, W) convolution, as before the fast path."""
-    if self.kernel_size <= 1:
-        return anomaly_map
-    return F.conv2d(anomaly_map, self.kernel.to(anomaly_map.dtype), padding=self.kernel_size // 2)
-
-
 def build_minimaxad_reference(dims: Sequence[int] | None = None, seed: int = 0) -> nn.Module:
-    """The fused model computing as the package did before its fast CPU path.
+    """The fused model without the package's fast CPU path (``reparameterize(fast_cpu=False)``), same weights."""
+    from anomalib_minimaxad.torch_model import MiniMaxADModel  # noqa: PLC0415
 
-    Same weights as :func:`build_minimaxad` (``fused=True``), with NCHW conv weights, the single-convolution
-    Gaussian, and the fast path switched off around every forward (forward hooks). Where the package has no
-    fast path this is just the fused model.
-    """
-    model = build_minimaxad(dims, fused=True, seed=seed)
-    if not has_fast_cpu_path():
-        return model
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            module.weight.data = module.weight.data.contiguous()
-    generator = model.anomaly_map_generator
-    generator.smooth = types.MethodType(_single_conv_smooth, generator)
-    state: dict[str, Any] = {}
-
-    def disable(_module: nn.Module, _args: object) -> None:
-        state["context"] = fast_cpu_path_disabled()
-        state["context"].__enter__()
-
-    def restore(_module: nn.Module, _args: object, _output: object) -> None:
-        state.pop("context").__exit__(None, None, None)
-
-    model.register_forward_pre_hook(disable)
-    model.register_forward_hook(restore, always_call=True)
-    return model
+    torch.manual_seed(seed)
+    model = MiniMaxADModel(dims=dims).eval()
+    randomize_norm_statistics(model, seed)
+    return model.reparameterize(fast_cpu=False)
 
 
 def patchcore_bank_size(image_size: int, coreset_ratio: float, train_images: int = MVTEC_TRAIN_IMAGES) -> int:

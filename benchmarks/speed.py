@@ -16,6 +16,13 @@ Examples:
     python benchmarks/speed.py                       # full run (takes a while: PatchCore-100% is slow)
     python benchmarks/speed.py --quick               # 64 px, 2 repetitions: checks that everything runs
     python benchmarks/speed.py --models minimaxad_fused,openvino_f32,reverse_distillation --sizes 256
+    python benchmarks/speed.py --authors-repo /path/to/MiniMaxAD   # adds the authors' own network's row
+    python benchmarks/speed.py --devices cuda --sizes 256 --batches 16 --compile   # GPU, torch.compile row too
+
+The authors' row (``authors_reparameterized``) is their network from a checkout of their repository
+(``--authors-repo`` or ``$MINIMAXAD_AUTHORS_REPO``; see ``authors_reference.py``), re-parameterized as their
+``fps.py`` does, with our map and score; without a checkout it is skipped with the reason. The column
+"x faster than authors" divides its time by each row's.
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import authors_reference
 import benchlib
 import numpy as np
 import torch
 from torch import nn
 
 FUSED = "minimaxad_fused"
+AUTHORS = "authors_reparameterized"
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class Row:
     """One line of the table: a model and how it runs."""
 
     name: str
-    family: str  # "minimaxad" or "peer"
+    family: str  # "minimaxad", "authors" or "peer"
     includes: str
     default: bool = True
 
@@ -59,10 +68,17 @@ ROWS: dict[str, Row] = {
         Row(
             "minimaxad_fused_reference",
             "minimaxad",
-            "fused with the package's fast CPU path switched off: the fused forward as before commit cfe615f",
+            "fused with reparameterize(fast_cpu=False): standard torch ops only (the plain path)",
         ),
         Row(FUSED, "minimaxad", "after reparameterize() (BNs, branches, layer scales folded), with the fast CPU path"),
         Row("minimaxad_fused_cl", "minimaxad", "fused, model and input in channels_last memory format"),
+        Row("minimaxad_fused_bf16", "minimaxad", "fused under torch.autocast(bfloat16); map and score float32"),
+        Row("minimaxad_fused_fp16", "minimaxad", "fused under torch.autocast(float16), CUDA only"),
+        Row(
+            AUTHORS,
+            "authors",
+            "the authors' encoder+bottleneck+decoder (their code, reparameterize_unireplknet) + our map and score",
+        ),
         Row(
             "minimaxad_onnxruntime", "minimaxad", "ONNX export (dynamo, opset 18) of the fused forward, ORT CPU/CUDA EP"
         ),
@@ -72,7 +88,7 @@ ROWS: dict[str, Row] = {
         Row(
             "minimaxad_compile",
             "minimaxad",
-            "fused, torch.compile (inductor, freezing); compile time excluded",
+            "fused, torch.compile (inductor, freezing on CPU); compile time excluded; opt-in (--compile)",
             default=False,
         ),
         Row(
@@ -146,6 +162,14 @@ def _torch_runner(model: nn.Module, images: torch.Tensor) -> Callable[[], object
     return run
 
 
+def _autocast_runner(model: nn.Module, images: torch.Tensor, dtype: torch.dtype) -> Callable[[], object]:
+    def run() -> object:
+        with torch.inference_mode(), torch.autocast(images.device.type, dtype=dtype):
+            return model(images)
+
+    return run
+
+
 def _minimaxad(ctx: Context, fused: bool) -> nn.Module:
     key = f"minimaxad_{'fused' if fused else 'eager'}_{ctx.device}"
     if key not in ctx.cache:
@@ -173,7 +197,7 @@ def _onnx_path(ctx: Context) -> Path:
     return path
 
 
-def prepare_row(name: str, ctx: Context) -> tuple[Callable[[], object] | None, str]:  # noqa: C901, PLR0911
+def prepare_row(name: str, ctx: Context) -> tuple[Callable[[], object] | None, str]:  # noqa: C901, PLR0911, PLR0912
     """The runner of one row, or ``None`` and why it is skipped."""
     cpu = ctx.device.type == "cpu"
     images = ctx.images
@@ -181,6 +205,17 @@ def prepare_row(name: str, ctx: Context) -> tuple[Callable[[], object] | None, s
         return _torch_runner(_minimaxad(ctx, fused=False), images), ""
     if name == FUSED:
         return _torch_runner(_minimaxad(ctx, fused=True), images), ""
+    if name in {"minimaxad_fused_bf16", "minimaxad_fused_fp16"}:
+        dtype = torch.bfloat16 if name.endswith("bf16") else torch.float16
+        if dtype == torch.float16 and cpu:
+            return None, "float16 autocast rows run on CUDA only"
+        return _autocast_runner(_minimaxad(ctx, fused=True), images, dtype), ""
+    if name == AUTHORS:
+        try:
+            model = authors_reference.build_authors_inference_model(ctx.args.authors_repo, ctx.args.dims)
+        except authors_reference.AuthorsReferenceUnavailable as reason:
+            return None, str(reason)
+        return _torch_runner(model.to(ctx.device), images), ""
     if name == "minimaxad_fused_cl":
         model = benchlib.build_minimaxad(ctx.args.dims, fused=True).to(ctx.device, memory_format=torch.channels_last)
         return _torch_runner(model, images.contiguous(memory_format=torch.channels_last)), ""
@@ -210,7 +245,7 @@ def prepare_row(name: str, ctx: Context) -> tuple[Callable[[], object] | None, s
 def _compiled_runner(ctx: Context) -> Callable[[], object]:
     import torch._inductor.config as inductor_config  # noqa: PLC0415
 
-    inductor_config.freezing = True
+    inductor_config.freezing = ctx.device.type == "cpu"  # freezing folds weights into CPU kernels
     model = torch.compile(_ScoreAndMap(benchlib.build_minimaxad(ctx.args.dims, fused=True).to(ctx.device)))
     runner = _torch_runner(model, ctx.images)
     runner()  # compile outside the timed region
@@ -365,9 +400,11 @@ def measure_group(ctx: Context, names: Sequence[str]) -> tuple[list[dict[str, An
 def add_ratios(records: list[dict[str, Any]], flops: dict[int, dict[str, int]], peak: benchlib.PeakEstimate) -> None:
     """Time relative to fused MiniMaxAD in the same group; achieved GFLOP/s and peak fraction for MiniMaxAD rows."""
     fused = {(r["device"], r["size"], r["batch"]): r["median_ms"] for r in records if r["row"] == FUSED}
+    authors = {(r["device"], r["size"], r["batch"]): r["median_ms"] for r in records if r["row"] == AUTHORS}
     for record in records:
         key = (record["device"], record["size"], record["batch"])
         record["time_vs_fused"] = record["median_ms"] / fused[key] if key in fused else None
+        record["speedup_vs_authors"] = authors[key] / record["median_ms"] if key in authors else None
         gflop = flops.get(record["size"], {}).get("fused")
         if record["family"] == "minimaxad" and gflop:
             rate = gflop * record["batch"] / 1e9 / (record["median_ms"] / 1e3)
@@ -375,7 +412,11 @@ def add_ratios(records: list[dict[str, Any]], flops: dict[int, dict[str, int]], 
             record["fp32_peak_fraction"] = rate / peak.gflops if record["device"] == "cpu" else None
 
 
-def print_tables(records: list[dict[str, Any]], skipped: list[dict[str, str]]) -> None:
+def print_tables(records: list[dict[str, Any]], skipped: list[dict[str, str]], machine: dict[str, Any]) -> None:
+    """Markdown tables, one per (device, size, batch), headed by the CPU, its ISA and the load."""
+    load = machine.get("load_average")
+    load_text = f"{load[0]:.2f} at start" if load else "unknown"
+    print(f"\nCPU: {machine['cpu']}; ISA: {machine['isa']}; threads: {machine['threads']}; load average {load_text}")
     groups = sorted({(r["device"], r["size"], r["batch"]) for r in records}, key=lambda k: (k[0], -k[1], k[2]))
     for device, size, batch in groups:
         rows = [r for r in records if (r["device"], r["size"], r["batch"]) == (device, size, batch)]
@@ -383,6 +424,7 @@ def print_tables(records: list[dict[str, Any]], skipped: list[dict[str, str]]) -
         table = []
         for r in rows:
             ratio = f"{r['time_vs_fused']:.2f}" if r.get("time_vs_fused") else "-"
+            versus_authors = f"{r['speedup_vs_authors']:.2f}" if r.get("speedup_vs_authors") else "-"
             rate = f"{r['gflop_per_s']:.0f}" if r.get("gflop_per_s") else "-"
             peak = f"{100 * r['fp32_peak_fraction']:.0f}%" if r.get("fp32_peak_fraction") else "-"
             table.append(
@@ -392,11 +434,21 @@ def print_tables(records: list[dict[str, Any]], skipped: list[dict[str, str]]) -
                     f"{r['min_ms']:.1f}",
                     f"{r['throughput_img_s']:.2f}",
                     ratio,
+                    versus_authors,
                     rate,
                     peak,
                 ]
             )
-        headers = ["row", "median ms", "min ms", "img/s", "time / fused", "GFLOP/s", "% fp32 peak"]
+        headers = [
+            "row",
+            "median ms",
+            "min ms",
+            "img/s",
+            "time / fused",
+            "x faster than authors",
+            "GFLOP/s",
+            "% fp32 peak",
+        ]
         print(benchlib.markdown_table(headers, table))
     print("\nWhat each row times (model forward from a ready tensor to anomaly map + score; no pre/post-processing):")
     for name in dict.fromkeys(r["row"] for r in records):
@@ -439,6 +491,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="cpu and/or cuda (default: cpu, plus cuda if present)",
     )
+    parser.add_argument(
+        "--authors-repo",
+        type=Path,
+        default=None,
+        help=f"checkout of the authors' repository for the {AUTHORS} row (default ${authors_reference.REPO_ENV})",
+    )
+    parser.add_argument("--compile", action="store_true", help="add the opt-in minimaxad_compile row")
     parser.add_argument("--calib-samples", type=int, default=16, help="random calibration batches for int8")
     parser.add_argument("--patchcore-train-images", type=int, default=benchlib.MVTEC_TRAIN_IMAGES)
     parser.add_argument("--dims", type=str, default=None, help="MiniMaxAD width override (tiny smoke runs only)")
@@ -451,6 +510,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.sizes, args.batches, args.repeats, args.throughput_repeats, args.warmup = [64], [1, 2], 2, 1, 1
         args.calib_samples, args.pause_ms = 2, 0.0
     args.dims = benchlib.parse_dims(args.dims)
+    if args.compile and args.models is not None and "minimaxad_compile" not in args.models:
+        args.models = [*args.models, "minimaxad_compile"]
     if args.devices is None:
         args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     return args
@@ -459,10 +520,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv)
     names = resolve_rows(args.models)
+    if args.compile and "minimaxad_compile" not in names:
+        names.append("minimaxad_compile")
     benchlib.set_threads(args.threads)
     peak = benchlib.estimate_fp32_peak(args.threads, args.clock_ghz, args.flops_per_cycle)
     machine = benchlib.machine_info(args.threads)
-    print(f"{machine['cpu']}, {args.threads} threads; fp32 peak estimate: {peak.assumption}")
+    print(f"{machine['cpu']} ({machine['isa']}), {args.threads} threads; fp32 peak estimate: {peak.assumption}")
     flops = minimaxad_flops(args.sizes, args.dims)
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -482,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 gc.collect()
     add_ratios(records, flops, peak)
     machine["load_average_end"] = benchlib.machine_info()["load_average"]
-    print_tables(records, skipped)
+    print_tables(records, skipped, machine)
     payload = {
         "machine": machine,
         "fp32_peak": peak.as_dict(),
