@@ -70,9 +70,11 @@ def _run_speed(bench, tmp_path: Path, rows: str) -> dict:
 
 
 def test_speed_quick(bench, tmp_path):
-    result = _run_speed(bench, tmp_path, "minimaxad_eager,minimaxad_fused_reference,minimaxad_fused")
+    result = _run_speed(bench, tmp_path, "minimaxad_eager,minimaxad_fused_reference,minimaxad_fused,fused_bf16")
     rows = {r["row"]: r for r in result["results"]}
-    assert {"minimaxad_eager", "minimaxad_fused"} <= set(rows)
+    assert {"minimaxad_eager", "minimaxad_fused", "minimaxad_fused_bf16"} <= set(rows)
+    # bf16 autocast returns float32 maps, within bf16 rounding of the float32 model (random weights, tiny model)
+    assert rows["minimaxad_fused_bf16"]["check_vs_fused"]["anomaly_map_max_abs_diff"] < 0.1
     assert rows["minimaxad_fused"]["time_vs_fused"] == pytest.approx(1.0)
     assert rows["minimaxad_eager"]["check_vs_fused"]["anomaly_map_max_abs_diff"] < 1e-5
     assert result["minimaxad_flops_per_image"]["64"]["fused"] > 0
@@ -104,15 +106,29 @@ def test_profile_quick(bench, tmp_path):
     assert "fused_reference_over_fused" in result["ratios"]
 
 
-def test_train_cost_quick(bench, tmp_path):
+def test_train_cost_quick(bench, tmp_path, monkeypatch):
     train_cost = bench("train_cost")
+    monkeypatch.delenv("MINIMAXAD_AUTHORS_REPO", raising=False)
     # one configuration = one fresh interpreter; bf16-mixed also covers the fp32 code path (autocast off)
-    options = ["--models", "minimaxad", "--precisions", "bf16-mixed", "--dims", TINY, "--out-dir", str(tmp_path)]
-    train_cost.main(["--quick", *options, *ONE_THREAD])
-    (result,) = _only_json(tmp_path, "train_cost")["results"]
-    assert "error" not in result, result
-    assert result["peak_rss_mib"] >= result["rss_after_setup_mib"] > 0
-    assert result["median_step_s"] > 0
+    options = ["--models", "authors,minimaxad", "--precisions", "bf16-mixed", "--memory-formats", "channels_last"]
+    train_cost.main(["--quick", *options, "--dims", TINY, "--out-dir", str(tmp_path), *ONE_THREAD])
+    authors, ours = _only_json(tmp_path, "train_cost")["results"]
+    assert authors["model"] == "authors"
+    assert "MINIMAXAD_AUTHORS_REPO" in authors["skipped"]  # no checkout: skipped, saying how to get one
+    assert "error" not in ours, ours
+    assert ours["peak_rss_mib"] >= ours["rss_after_setup_mib"] > 0
+    assert ours["median_step_s"] > 0
+    assert ours["first_loss"] > 0
+
+
+def test_speed_authors_row_is_skipped_with_the_reason(bench, tmp_path, monkeypatch):
+    monkeypatch.delenv("MINIMAXAD_AUTHORS_REPO", raising=False)
+    result = _run_speed(bench, tmp_path, "minimaxad_fused,authors_reparameterized")
+    assert result["skipped"]
+    for skip in result["skipped"]:
+        assert skip["row"] == "authors_reparameterized"
+        assert "MINIMAXAD_AUTHORS_REPO" in skip["reason"]
+    assert result["machine"]["isa"]  # the ISA the run had, e.g. "AVX2 (FMA)"
 
 
 def test_accuracy_then_plot_quick(bench, tmp_path):
