@@ -8,6 +8,10 @@ The authors train on the 512-pixel images (``realiad_512/<category>/...``) liste
 missing image folder shows up as a missing image during the first epoch. :class:`RealIAD` checks both when it is
 constructed, so a wrong ``--data.root`` fails before any training, naming the file or folder it expected.
 
+It also keeps the normal test images: with anomalib's default ``test_split_mode="none"`` the base datamodule
+separates the test set's normal images and then drops them (anomalib 2.7), leaving only defective images, so
+image AUROC is undefined. The default here is ``"from_dir"``: the JSON file's test list, normal images included.
+
 ``root`` is the Real-IAD folder or one of its ``realiad_<resolution>`` folders. The latter is what
 :class:`~anomalib_minimaxad.data.unified.Unified` needs (one folder per category under its root)::
 
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalib.data import RealIAD as AnomalibRealIAD
+from anomalib.data.utils import TestSplitMode
 from anomalib.data.datasets.image.realiad import RESOLUTIONS
 
 __all__ = ["RealIAD", "RealIADLayoutError", "check_realiad_layout"]
@@ -95,6 +100,7 @@ class RealIAD(AnomalibRealIAD):
         category: One of anomalib's Real-IAD categories. Defaults to ``"audiojack"``.
         resolution: Image folder used, ``realiad_<resolution>``. Defaults to ``512`` (the authors').
         json_path: Sample list relative to ``root``. Defaults to the multi-view lists (the authors').
+        test_split_mode: Defaults to ``"from_dir"``: the JSON file's test list as it is (see above).
         test_split_ratio: Accepted for :class:`~anomalib_minimaxad.data.unified.Unified`; unused, since
             Real-IAD's JSON files fix the test set.
         **kwargs: Passed to :class:`anomalib.data.RealIAD` (batch sizes, workers, augmentations, splits, seed).
@@ -109,6 +115,7 @@ class RealIAD(AnomalibRealIAD):
         category: str = "audiojack",
         resolution: str | int = 512,
         json_path: str | Path = DEFAULT_JSON_PATH,
+        test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
         test_split_ratio: float = 0.2,
         **kwargs: Any,  # noqa: ANN401 - anomalib.data.RealIAD's own arguments
     ) -> None:
@@ -116,6 +123,13 @@ class RealIAD(AnomalibRealIAD):
         match = _RESOLUTION_FOLDER.fullmatch(root.name)
         if match:
             root, resolution = root.parent, match["resolution"]
-        super().__init__(root=root, category=category, resolution=resolution, json_path=json_path, **kwargs)
+        super().__init__(
+            root=root,
+            category=category,
+            resolution=resolution,
+            json_path=json_path,
+            test_split_mode=test_split_mode,
+            **kwargs,
+        )
         self.test_split_ratio = test_split_ratio
         check_realiad_layout(self.root, category, self.resolution, json_path)
