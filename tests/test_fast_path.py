@@ -53,6 +53,20 @@ def test_fast_path_equals_plain_fallback(monkeypatch: pytest.MonkeyPatch, batch:
     assert (ours.pred_score - reference.pred_score).abs().max() < 1e-5
 
 
+@needs_onednn
+@pytest.mark.parametrize("nchw_depthwise", [True, False])
+def test_both_depthwise_layouts_equal_plain_fallback(monkeypatch: pytest.MonkeyPatch, nchw_depthwise: bool) -> None:
+    # The layout of the 13x13 depthwise convs follows the ISA (NCHW with AVX-512, NHWC below): test both here.
+    monkeypatch.setattr(fast_cpu, "_nchw_large_depthwise", nchw_depthwise)
+    calls = count_fast_calls(monkeypatch)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        ours, reference = fused_model(fast=True)(images), fused_model(fast=False)(images)
+    assert calls[0] > 0
+    assert (ours.anomaly_map - reference.anomaly_map).abs().max() < 1e-5
+    assert (ours.pred_score - reference.pred_score).abs().max() < 1e-5
+
+
 def test_plain_path_where_the_fast_path_does_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = count_fast_calls(monkeypatch)
     model = fused_model()

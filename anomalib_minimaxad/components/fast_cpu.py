@@ -45,6 +45,14 @@ _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.b
 #: Operand dtypes oneDNN refused on this machine (e.g. an ISA without the kernel); not tried again.
 _rejected_dtypes: set[torch.dtype] = set()
 
+#: Whether the 13x13 depthwise convolutions run on an NCHW copy. With AVX-512 oneDNN's NCHW depthwise kernel is
+#: 2x faster than its NHWC one at these sizes; below AVX-512 (AVX2 CPUs, or ``ONEDNN_MAX_CPU_ISA=AVX2``) NCHW
+#: depthwise runs as an im2col GEMM, 20-45x slower than the NHWC ``brdgmm`` kernel. oneDNN's bf16 support query
+#: is its AVX-512 (``avx512_core``) check and honours ``ONEDNN_MAX_CPU_ISA``.
+_nchw_large_depthwise: bool = _ONEDNN_LINEAR is not None and bool(
+    torch.ops.mkldnn._is_mkldnn_bf16_supported()  # noqa: SLF001 - this module's private oneDNN ops
+)
+
 
 def is_available() -> bool:
     """Whether the oneDNN kernels exist in this torch build and oneDNN is enabled."""
@@ -63,13 +71,16 @@ def applies(x: torch.Tensor) -> bool:
 def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor:
     """The fused block's function, faster on CPUs (returns a channels-last tensor).
 
-    - both Linears run as oneDNN inner products with GELU and the residual add fused in (``F.linear``
+    - both Linears run as oneDNN inner products, the second with the residual add fused in (``F.linear``
       calls MKL's sgemm, which runs its AVX2 kernels on AMD CPUs: 2x slower there);
+    - GELU in place after the first Linear, not as oneDNN's fused post-op: same speed with AVX-512, and
+      oneDNN's erf-GELU post-op costs 4x the Linear itself with AVX2;
     - activations stay NHWC from the first Linear to the residual add: no strided permute copies;
     - for batch 1, the SE gate and GRN's ``gamma * N(x) + 1`` (per-channel scales) are folded into the
       Linear weights where the weight is smaller than the activation it would scale;
     - GRN's spatial norm as ``square().sum()`` (``vector_norm`` over non-inner dims is 3-8x slower);
-    - 13x13 depthwise convs run on an NCHW copy (oneDNN's NCHW depthwise kernel is 2-4x faster there);
+    - with AVX-512, 13x13 depthwise convs run on an NCHW copy (oneDNN's NCHW kernel is 2x faster there);
+      with AVX2 they stay NHWC (there NCHW falls back to an im2col GEMM, 20-45x slower);
     - batches run the Linear/GELU/GRN/Linear part one sample at a time, to stay in cache.
 
     Falls back to ``block.forward_plain(x)`` when oneDNN rejects the operands.
@@ -77,8 +88,8 @@ def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tenso
     batch, channels, height, width = x.shape
     pixels = height * width
     residual = x.contiguous(memory_format=torch.channels_last)
-    large_kernel = block.dwconv.kernel_size[0] >= 7
-    y = block.dwconv(x.contiguous() if large_kernel else residual)
+    nchw_depthwise = _nchw_large_depthwise and block.dwconv.kernel_size[0] >= 7
+    y = block.dwconv(x.contiguous() if nchw_depthwise else residual)
     if y.dtype != torch.float32 or block.pwconv1[1].weight.dtype != torch.float32:
         return block.forward_plain(x)
     se = block.se
@@ -113,7 +124,7 @@ def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residu
             nhwc.reshape(height, width, channels), gate.view(1, 1, channels), out=rows.view(height, width, channels)
         )
         weight1 = linear1.weight
-    hidden = _ONEDNN_LINEAR(rows, weight1, linear1.bias, "gelu", [], "none")
+    hidden = torch.ops.aten.gelu_(_ONEDNN_LINEAR(rows, weight1, linear1.bias, "none", [], ""))
     spatial_norm = hidden.square().sum(dim=0).sqrt()
     scale = grn.gamma.reshape(-1) * (spatial_norm / (spatial_norm.mean() + 1e-6)) + 1
     if pixels > linear2.out_features:  # (h * s) @ W2^T == h @ (W2 * s)^T
