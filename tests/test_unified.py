@@ -20,7 +20,7 @@ from PIL import Image
 from anomalib_minimaxad import MiniMaxAD
 from anomalib_minimaxad.data import AeBADS, MVTecLayout, PerCategoryMetrics, Unified, generate_demo_dataset
 from anomalib_minimaxad.data.aebad import AEBAD_DOMAINS
-from anomalib_minimaxad.data.mvtec_layout import DatasetLayoutError
+from anomalib_minimaxad.data.file_checks import DatasetLayoutError
 from anomalib_minimaxad.data.per_category import RESULTS_FILE_STEM, CategoryResults, default_metrics
 from anomalib_minimaxad.data.unified import UNIFIED_CATEGORY, UnifiedDataError
 
@@ -154,13 +154,21 @@ def synthetic_batch(generator: torch.Generator, size: int = 32) -> tuple[ImageBa
 
 def test_perfect_scorer_scores_one_everywhere() -> None:
     batch, categories = synthetic_batch(torch.Generator().manual_seed(0))
-    batch.pred_score = batch.gt_label.float()
-    batch.anomaly_map = batch.gt_mask.float()
-    callback = PerCategoryMetrics()
+    batch.pred_score, batch.pred_label = batch.gt_label.float(), batch.gt_label.bool()
+    batch.anomaly_map, batch.pred_mask = batch.gt_mask.float(), batch.gt_mask
+    callback = PerCategoryMetrics()  # the model's test metrics, in the paper's column order
     callback.reset(["a", "b"])
     callback.update(batch, categories)
     results = callback.compute()
-    assert results.metric_names == ["image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AUPR"]
+    assert results.metric_names == [
+        "image_AUROC",
+        "pixel_AUROC",
+        "pixel_AUPRO",
+        "pixel_AUPR",
+        "image_F1Score",
+        "pixel_F1Score",
+    ]
+    assert {m.name for m in MiniMaxAD.configure_evaluator().test_metrics} == set(results.metric_names)
     for row in (*results.per_category.values(), results.mean):
         assert row == pytest.approx(dict.fromkeys(results.metric_names, 1.0))
     assert results.num_images == {"a": 6, "b": 6}
@@ -175,6 +183,7 @@ def test_random_scorer_matches_metrics_of_each_category_alone() -> None:
         batch, categories = synthetic_batch(generator)
         batch.pred_score = torch.rand(12, generator=generator)
         batch.anomaly_map = torch.rand(12, 32, 32, generator=generator)
+        batch.pred_label, batch.pred_mask = batch.pred_score > 0.5, batch.anomaly_map > 0.5
         callback.update(batch, categories)
         for category, part in (("a", slice(0, 6)), ("b", slice(6, 12))):
             for metric in reference[category]:
@@ -184,7 +193,9 @@ def test_random_scorer_matches_metrics_of_each_category_alone() -> None:
                         gt_label=batch.gt_label[part],
                         gt_mask=batch.gt_mask[part],
                         pred_score=batch.pred_score[part],
+                        pred_label=batch.pred_label[part],
                         anomaly_map=batch.anomaly_map[part],
+                        pred_mask=batch.pred_mask[part],
                     )
                 )
     results = callback.compute()

@@ -13,9 +13,10 @@ one level deeper::
     └── ground_truth/<defect>/<domain>/<same file name>.png
 
 :class:`AeBADS` trains on all of ``train/good`` and tests on the union of the chosen domains; the domains are its
-categories (:class:`~anomalib_minimaxad.data.per_category.CategoryAware`), so the per-category callback reports
-each domain and their mean, as the paper's AeBAD-S table does. Hidden files (``._*`` copies left by macOS
-archives) are skipped; a wrong layout raises :class:`~anomalib_minimaxad.data.mvtec_layout.DatasetLayoutError`.
+categories (:class:`~anomalib_minimaxad.data.per_category.MultiCategoryDataModule`), so the per-category callback
+reports each domain and their mean, as the paper's AeBAD-S table does. Hidden files (``._*`` copies left by macOS
+archives) are skipped; a wrong layout raises :class:`~anomalib_minimaxad.data.file_checks.DatasetLayoutError`,
+an unusable image file :class:`~anomalib_minimaxad.data.file_checks.ImageFileError` (both before training).
 
 Example:
     >>> from anomalib_minimaxad.data import AeBADS
@@ -26,23 +27,20 @@ Example:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 from anomalib import TaskType
-from anomalib.data import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
-from .mvtec_layout import IMAGE_EXTENSIONS, DatasetLayoutError, index_masks, list_images, samples_frame
-from .per_category import attach_per_category_metrics
+from .file_checks import DatasetLayoutError, check_image_files
+from .mvtec_layout import IMAGE_EXTENSIONS, index_masks, list_images, samples_frame
+from .per_category import MultiCategoryDataModule
 
 __all__ = ["AEBAD_DOMAINS", "AeBADS", "AeBADSDataset", "make_aebad_s_samples"]
-
-logger = logging.getLogger(__name__)
 
 #: Test domains in the order of the paper's table.
 AEBAD_DOMAINS: tuple[str, ...] = ("same", "background", "illumination", "view")
@@ -155,7 +153,7 @@ class AeBADSDataset(AnomalibDataset):
         self.samples = make_aebad_s_samples(self.root, split=split, domains=domains)
 
 
-class AeBADS(AnomalibDataModule):
+class AeBADS(MultiCategoryDataModule):
     """AeBAD-S datamodule: train on ``train/good``, test on the chosen domains, reported per domain.
 
     Args:
@@ -211,7 +209,6 @@ class AeBADS(AnomalibDataModule):
         self.root = resolve_aebad_s_root(root)
         self.category = _SUBSET
         self.domains = _parse_domains(domains)
-        self._category_of: dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -223,14 +220,6 @@ class AeBADS(AnomalibDataModule):
         """The test domains, in table order."""
         return list(self.domains)
 
-    def category_of(self, image_paths: Iterable[str]) -> list[str]:
-        """Domain of each test image (``train`` for training images)."""
-        try:
-            return [self._category_of[str(path)] for path in image_paths]
-        except KeyError as exc:
-            msg = f"AeBADS: image {exc.args[0]!r} is not part of this datamodule (is it set up?)."
-            raise KeyError(msg) from None
-
     def prepare_data(self) -> None:
         """Check the layout (AeBAD is not downloadable automatically).
 
@@ -240,16 +229,11 @@ class AeBADS(AnomalibDataModule):
         make_aebad_s_samples(self.root, split=None, domains=self.domains)
 
     def _setup(self, _stage: str | None = None) -> None:
+        """Build the training set and the test set of the chosen domains; check their image files."""
         self.train_data = AeBADSDataset(self.root, Split.TRAIN, self.domains)
         self.test_data = AeBADSDataset(self.root, Split.TEST, self.domains)
-        self._category_of = {}
-        for dataset in (self.train_data, self.test_data):
-            self._category_of.update(zip(dataset.samples.image_path.astype(str), dataset.samples.category, strict=True))
-
-    def setup(self, stage: str | None = None) -> None:
-        """Set up the data, and attach per-domain test metrics to the trainer (if there is one)."""
-        super().setup(stage)
-        attach_per_category_metrics(self.trainer)
+        for split, dataset in (("training", self.train_data), ("test", self.test_data)):
+            check_image_files(dataset.samples, f"AeBAD-S ({split} set, '{self.root}')")
 
 
 def _parse_domains(domains: Sequence[str] | str) -> list[str]:

@@ -4,9 +4,13 @@
 
 anomalib 2.x renamed its ``MVTec`` datamodule to ``MVTecAD``, so ``anomalib train --data MVTec`` stopped
 working. :class:`MVTec` is a thin subclass with the same constructor (hence the same ``--data.*`` options)
-and the same automatic download. The only difference: when the dataset is missing and the download fails
-(e.g. offline), it raises :class:`MVTecNotFoundError` telling which folder to fill by hand, and it removes
-whatever the failed download created instead of leaving an empty or partial folder behind.
+and the same automatic download. The differences are its errors, all raised before training: when the dataset
+is missing and the download fails (e.g. offline), :class:`MVTecNotFoundError` tells which folder to fill by
+hand, and whatever the failed download created is removed (:func:`removed_on_failure`) instead of leaving an
+empty or partial folder behind; an empty ``train/good`` folder raises
+:class:`~anomalib_minimaxad.data.file_checks.DatasetLayoutError` naming it (anomalib's would fail in the data
+loader with ``num_samples=0``), and unusable image files
+:class:`~anomalib_minimaxad.data.file_checks.ImageFileError` naming them.
 
 It is published as ``anomalib.data.MVTec`` through the ``anomalib.data`` entry point of this package.
 
@@ -19,13 +23,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from anomalib.data import MVTecAD
 from anomalib.data.datamodules.image import mvtecad
 
-if TYPE_CHECKING:
-    from pathlib import Path
+from .file_checks import DatasetLayoutError, check_image_files
+
+__all__ = ["MVTEC_AD_URL", "MVTec", "MVTecNotFoundError", "removed_on_failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,9 @@ class MVTec(MVTecAD):
         >>> datamodule.prepare_data()  # downloads if needed; MVTecNotFoundError if that fails
     """
 
+    #: The datasets whose files :meth:`setup` checked (``setup`` runs once per stage, the check once per build).
+    _checked_datasets: tuple[object, ...] = ()
+
     def prepare_data(self) -> None:
         """Download the dataset if ``root/category`` is missing, exactly like ``MVTecAD``.
 
@@ -59,14 +69,10 @@ class MVTec(MVTecAD):
         if target.is_dir():
             super().prepare_data()
             return
-        created_dirs = _missing_dirs(self.root)  # the download creates these with mkdir(parents=True)
-        existing = set(self.root.iterdir()) if self.root.is_dir() else set()
         try:
-            super().prepare_data()
-        except BaseException as exc:
-            _remove_new_entries(self.root, existing, created_dirs)
-            if not isinstance(exc, Exception):  # Ctrl-C etc.: clean up, but do not disguise it
-                raise
+            with removed_on_failure(self.root):
+                super().prepare_data()
+        except Exception as exc:
             msg = (
                 f"The MVTec AD dataset was not found in '{target}' and the automatic download failed "
                 f"({type(exc).__name__}: {exc}). Download MVTec AD by hand from {MVTEC_AD_URL} "
@@ -76,6 +82,46 @@ class MVTec(MVTecAD):
                 "(root=..., category=...) to an existing copy."
             )
             raise MVTecNotFoundError(msg) from exc
+
+    def setup(self, stage: str | None = None) -> None:
+        """Set up the data like ``MVTecAD``, then check it once per build.
+
+        Raises:
+            DatasetLayoutError: ``train/good`` holds no image.
+            ImageFileError: Naming every unusable image or mask file.
+        """
+        super().setup(stage)
+        datasets = (self.train_data, self.test_data)
+        if self._checked_datasets and all(a is b for a, b in zip(datasets, self._checked_datasets, strict=True)):
+            return
+        if not len(self.train_data):
+            folder = self.root / self.category / "train" / "good"
+            msg = f"MVTec category {self.category!r}: no training images in '{folder}' (expected *.png files)."
+            raise DatasetLayoutError(msg)
+        for split, dataset in (("training", self.train_data), ("test", self.test_data)):
+            check_image_files(dataset.samples, f"MVTec category {self.category!r} ({split} set)")
+        self._checked_datasets = datasets
+
+
+@contextmanager
+def removed_on_failure(root: Path) -> Iterator[None]:
+    """Undo what the block created in ``root`` if it raises (a failed download), then re-raise.
+
+    Only direct children of ``root`` absent before the block are removed, and only the folders up to ``root``
+    that the block created and left empty, so pre-existing user data is never deleted.
+
+    Example:
+        >>> with removed_on_failure(Path("./datasets/MVTecAD")):  # doctest: +SKIP
+        ...     datamodule.prepare_data()
+    """
+    root = Path(root)
+    created_dirs = _missing_dirs(root)  # downloads create these with mkdir(parents=True)
+    existing = set(root.iterdir()) if root.is_dir() else set()
+    try:
+        yield
+    except BaseException:  # Ctrl-C included: clean up, and let it through unchanged
+        _remove_new_entries(root, existing, created_dirs)
+        raise
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -89,15 +135,11 @@ def _missing_dirs(path: Path) -> list[Path]:
 
 
 def _remove_new_entries(root: Path, existing: set[Path], created_dirs: list[Path]) -> None:
-    """Delete what a failed download left in ``root`` (archive, partial extraction) and the folders it made.
-
-    Only direct children of ``root`` absent before the download are removed, and only created folders that
-    are empty afterwards, so pre-existing user data is never deleted.
-    """
+    """Delete what a failed download left in ``root`` (archive, partial extraction) and the folders it made."""
     try:
         leftovers = [entry for entry in root.iterdir() if entry not in existing] if root.is_dir() else []
         for entry in leftovers:
-            logger.info("Removing %s left by the failed MVTec AD download.", entry)
+            logger.info("Removing %s left by the failed download.", entry)
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
@@ -106,4 +148,4 @@ def _remove_new_entries(root: Path, existing: set[Path], created_dirs: list[Path
             if directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()
     except OSError as exc:  # cleanup is best effort: the download error is the one to report
-        logger.warning("Could not clean up after the failed MVTec AD download: %s", exc)
+        logger.warning("Could not clean up after the failed download: %s", exc)

@@ -14,8 +14,10 @@ when a category folder is missing. Several datasets of the paper use the MVTec A
 
 :class:`MVTecLayout` reads that layout with any common image extension, matches each defective image with the
 mask of the same stem (``<stem>.*`` or ``<stem>_mask.*``), skips hidden files (``._*`` copies left by macOS
-archives), never downloads, and raises :class:`DatasetLayoutError` naming the folder or file that breaks the
-layout. Without a ``ground_truth`` folder the category is image-level (classification) only::
+archives), never downloads, and raises :class:`~anomalib_minimaxad.data.file_checks.DatasetLayoutError` naming
+the folder or file that breaks the layout, and :class:`~anomalib_minimaxad.data.file_checks.ImageFileError`
+naming unusable files (truncated, 16-bit, masks of another size than their image), both before training.
+Without a ``ground_truth`` folder the category is image-level (classification) only::
 
     <root>/<category>/
     ├── train/good/*.{png,jpg,...}
@@ -30,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
+from .file_checks import DatasetLayoutError, check_image_files
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetLayoutError",
@@ -50,17 +53,11 @@ __all__ = [
     "make_mvtec_layout_samples",
 ]
 
-logger = logging.getLogger(__name__)
-
 #: File extensions read as images (any case).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _NORMAL = "good"
 _MASK_SUFFIX = "_mask"
 _MAX_LISTED = 5
-
-
-class DatasetLayoutError(FileNotFoundError):
-    """A dataset folder does not have the expected layout; the message says what is missing where."""
 
 
 def list_images(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, recursive: bool = False) -> list[Path]:
@@ -269,5 +266,8 @@ class MVTecLayout(AnomalibDataModule):
         make_mvtec_layout_samples(folder, split=None, extensions=self.extensions)
 
     def _setup(self, _stage: str | None = None) -> None:
+        """Build the training and test sets of the category; check their image files."""
         self.train_data = MVTecLayoutDataset(self.root, self.category, Split.TRAIN, self.extensions)
         self.test_data = MVTecLayoutDataset(self.root, self.category, Split.TEST, self.extensions)
+        for split, dataset in (("training", self.train_data), ("test", self.test_data)):
+            check_image_files(dataset.samples, f"MVTecLayout category {self.category!r} ({split} set)")

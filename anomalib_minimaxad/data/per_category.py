@@ -20,13 +20,15 @@ Pixel metrics keep their inputs like the evaluator does; to bound memory at larg
 side exceeds ``max_map_size`` (default 256, i.e. untouched at the paper's 224/256 pixels) are downsampled before
 they are stored (anomaly map: area average; masks: nearest).
 
-The category-aware datamodules attach the callback themselves in ``setup`` (a datamodule cannot declare
-callbacks), so it works from ``anomalib train/test`` and ``Engine().test`` alike; add one explicitly to choose its
-options. It moves itself behind the model's post-processor and evaluator, so it sees the same values they do.
+:class:`MultiCategoryDataModule` is the datamodule side: the base of ``Unified`` and ``AeBADS``, it maps image
+paths to the ``category`` column of the samples tables and attaches the callback in ``setup`` (a datamodule
+cannot declare callbacks), so it works from ``anomalib train/test`` and ``Engine().test`` alike; add one
+explicitly to choose its options. It moves itself behind the model's post-processor and evaluator, so it sees the
+same values they do.
 
 Example:
     >>> import torch
-    >>> from types import SimpleNamespace
+    >>> from types import MappingProxyType, SimpleNamespace
     >>> from anomalib.metrics import AUROC
     >>> callback = PerCategoryMetrics(metrics=[AUROC(fields=["pred_score", "gt_label"], prefix="image_")])
     >>> callback.reset(["a", "b"])
@@ -45,15 +47,17 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from anomalib.metrics import AUPR, AUPRO, AUROC, AnomalibMetric
+from anomalib.data import AnomalibDataModule
+from anomalib.metrics import AnomalibMetric
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_minimaxad.fault_tolerance import atomic_write
@@ -63,6 +67,7 @@ __all__ = [
     "RESULTS_FILE_STEM",
     "CategoryAware",
     "CategoryResults",
+    "MultiCategoryDataModule",
     "PerCategoryMetrics",
     "attach_per_category_metrics",
     "default_metrics",
@@ -105,13 +110,58 @@ class CategoryAware(Protocol):
 
 
 def default_metrics() -> list[AnomalibMetric]:
-    """The paper's Table 3 columns, used when the model has no evaluator: I-AUROC, P-AUROC, AUPRO, P-AUPR."""
-    return [
-        AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-        AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-        AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-        AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-    ]
+    """MiniMaxAD's test metrics (those of ``MiniMaxAD.configure_evaluator``), for models without an evaluator.
+
+    Image AUROC and F1, pixel AUROC, F1, AUPRO and AUPR: the columns of the paper's tables.
+    """
+    from anomalib_minimaxad.lightning_model import MiniMaxAD  # noqa: PLC0415 - the model imports the data package
+
+    return list(MiniMaxAD.configure_evaluator().test_metrics)
+
+
+class MultiCategoryDataModule(AnomalibDataModule):
+    """Base of datamodules whose test set mixes categories (:class:`CategoryAware`), reported per category.
+
+    Subclasses build datasets whose samples tables have a ``category`` column and name the test categories;
+    :meth:`setup` indexes each image's category and attaches :class:`PerCategoryMetrics` to the trainer.
+
+    Example:
+        >>> from anomalib_minimaxad.data import AeBADS
+        >>> datamodule = AeBADS(root="./datasets/AeBAD/AeBAD_S", num_workers=0)
+        >>> datamodule.setup()  # doctest: +SKIP
+        >>> datamodule.category_of(datamodule.test_data.samples.image_path[:1])  # doctest: +SKIP
+        ['background']
+    """
+
+    #: Category of each image path of the built datasets (filled by :meth:`setup`).
+    _category_by_path: Mapping[str, str] = MappingProxyType({})  # replaced by setup, never mutated
+
+    @property
+    @abstractmethod
+    def test_categories(self) -> list[str]:
+        """Categories of the test set, in the order of the results table."""
+
+    def category_of(self, image_paths: Iterable[str]) -> list[str]:
+        """Category of each image, by its path as it appears in ``samples`` and in batches.
+
+        Raises:
+            KeyError: A path belongs to no category (the datamodule is not set up, or the path is foreign).
+        """
+        try:
+            return [self._category_by_path[str(path)] for path in image_paths]
+        except KeyError as exc:
+            name = type(self).__name__
+            msg = f"{name}: image {exc.args[0]!r} belongs to no category of this datamodule (is it set up?)."
+            raise KeyError(msg) from None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Set up the data, index each image's category, and attach per-category test metrics to the trainer."""
+        super().setup(stage)
+        index: dict[str, str] = {}
+        for dataset in (self.train_data, self.test_data):
+            index.update(zip(dataset.samples.image_path.astype(str), dataset.samples.category, strict=True))
+        self._category_by_path = index
+        attach_per_category_metrics(self.trainer)
 
 
 @dataclass

@@ -6,8 +6,8 @@ r"""``Unified``: one model for several categories (the paper's unified / multi-c
 ``BTech``, our ``MVTec`` alias and ``MVTecLayout``, ...) or ``Folder``, builds one instance per category, and
 
 * trains on the union of the categories' normal training images (one shuffled loader),
-* tests (and validates) on the union of their test sets, splitting each category's test set as the wrapped
-  datamodule would on its own,
+* tests (and validates) on the union of their test sets, each category's test set split by its own datamodule
+  (its public ``setup``), as it would be on its own,
 * keeps each sample's category in a ``category`` column of the samples table, and maps image paths to
   categories (:meth:`Unified.category_of`): batches carry no category field, but they carry the image path,
 * attaches :class:`~anomalib_minimaxad.data.per_category.PerCategoryMetrics`, which reports every test metric per
@@ -16,7 +16,10 @@ r"""``Unified``: one model for several categories (the paper's unified / multi-c
 
 Unknown categories and missing folders fail in ``__init__`` (when ``root`` exists) or in ``prepare_data`` /
 ``setup`` (after a wrapped datamodule had the chance to download), before any training, naming the category
-and the folder that was expected.
+and the folder that was expected. So do a failed download (whatever it created is removed; ``MVTecAD`` is
+wrapped as our :class:`~anomalib_minimaxad.data.mvtec.MVTec`, whose message says where to put the dataset), a
+category without training images, and unusable image files
+(:class:`~anomalib_minimaxad.data.file_checks.ImageFileError`).
 
 From the command line::
 
@@ -44,18 +47,21 @@ import copy
 import importlib
 import inspect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from anomalib import TaskType
-from anomalib.data import AnomalibDataModule, Folder, Visa
+from anomalib.data import AnomalibDataModule, Folder, MVTecAD, Visa
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
-from .per_category import attach_per_category_metrics
+from .file_checks import check_image_files
+from .mvtec import MVTec, removed_on_failure
+from .mvtec_layout import MVTecLayout
+from .per_category import MultiCategoryDataModule
 
 __all__ = ["UNIFIED_CATEGORY", "Unified", "UnifiedDataError", "resolve_datamodule_class"]
 
@@ -66,6 +72,8 @@ UNIFIED_CATEGORY = "unified"
 #: ``Folder`` arguments that name folders (relative to ``<root>/<category>``, glob patterns allowed).
 _FOLDER_DIR_ARGS = ("normal_dir", "abnormal_dir", "normal_test_dir", "mask_dir")
 _GLOB_CHARS = frozenset("*?[")
+#: Wrapped datamodules that check their image files themselves in ``setup``.
+_CHECKING_OWN_FILES = (MVTec, MVTecLayout)
 
 
 class UnifiedDataError(FileNotFoundError):
@@ -75,7 +83,8 @@ class UnifiedDataError(FileNotFoundError):
 def resolve_datamodule_class(dataset: str | type[AnomalibDataModule]) -> type[AnomalibDataModule]:
     """Find a datamodule class by name (``MVTecAD``, ``Visa``, ``Folder``, ``MVTec``, ...) or dotted path.
 
-    Names are looked up among this package's datamodules first, then in ``anomalib.data``.
+    Names are looked up among this package's datamodules first, then in ``anomalib.data``. ``MVTecAD`` gives our
+    :class:`~anomalib_minimaxad.data.mvtec.MVTec` (the same datamodule, with clear errors).
 
     Example:
         >>> resolve_datamodule_class("Visa").__name__
@@ -118,10 +127,10 @@ def resolve_datamodule_class(dataset: str | type[AnomalibDataModule]) -> type[An
     if issubclass(cls, Unified) or not (issubclass(cls, Folder) or "category" in inspect.signature(cls).parameters):
         msg = f"Unified: {cls.__name__} has no categories to unify (it takes no 'category' argument)."
         raise TypeError(msg)
-    return cls
+    return MVTec if cls is MVTecAD else cls
 
 
-class Unified(AnomalibDataModule):
+class Unified(MultiCategoryDataModule):
     """Union of several categories of an anomalib image datamodule: train once, evaluate per category.
 
     Args:
@@ -143,8 +152,8 @@ class Unified(AnomalibDataModule):
         val_augmentations: Augmentations of the validation images. Defaults to ``None``.
         test_augmentations: Augmentations of the test images. Defaults to ``None``.
         augmentations: Augmentations of every split without its own. Defaults to ``None``.
-        test_split_mode: How each category gets its test set (as in the wrapped datamodule).
-            Defaults to ``TestSplitMode.FROM_DIR``.
+        test_split_mode: How each category gets its test set (its datamodule applies it; the union is not split
+            again). Defaults to ``TestSplitMode.FROM_DIR``.
         test_split_ratio: Fraction of normal training images moved to the test set when a category has no
             normal test images. Defaults to ``0.2``.
         val_split_mode: How the validation set is made from the union. Defaults to ``ValSplitMode.SAME_AS_TEST``.
@@ -152,7 +161,9 @@ class Unified(AnomalibDataModule):
         seed: Seed of the random splits. Defaults to ``None``.
 
     Raises:
-        UnifiedDataError: A category is unknown or its folder is missing (when ``root`` exists).
+        UnifiedDataError: A category is unknown or its folder is missing (when ``root`` exists); later, in
+            ``prepare_data`` or ``setup``: a failed download, a category without training images.
+        ImageFileError: In ``setup``: unusable image or mask files, each named.
         ValueError: Unknown dataset name, empty or duplicated categories.
 
     Example:
@@ -181,6 +192,10 @@ class Unified(AnomalibDataModule):
         val_split_ratio: float = 0.5,
         seed: int | None = None,
     ) -> None:
+        # Each category splits its own test set; anomalib's split of the union then only reorders it (FROM_DIR),
+        # or, for NONE, leaves it alone. SYNTHETIC must not make anomalies a second time.
+        self.category_test_split_mode = TestSplitMode(test_split_mode)
+        union_split_mode = TestSplitMode.NONE if test_split_mode == TestSplitMode.NONE else TestSplitMode.FROM_DIR
         super().__init__(
             train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size,
@@ -189,7 +204,7 @@ class Unified(AnomalibDataModule):
             val_augmentations=val_augmentations,
             test_augmentations=test_augmentations,
             augmentations=augmentations,
-            test_split_mode=test_split_mode,
+            test_split_mode=union_split_mode,
             test_split_ratio=test_split_ratio,
             val_split_mode=val_split_mode,
             val_split_ratio=val_split_ratio,
@@ -208,7 +223,6 @@ class Unified(AnomalibDataModule):
         self.requested_categories = categories
         self.category = UNIFIED_CATEGORY
         self.categories: list[str] = self._resolve_categories(categories, final=False)
-        self._category_of: dict[str, str] = {}
         if self.root.is_dir() and self.categories:
             self.validate()
 
@@ -225,18 +239,6 @@ class Unified(AnomalibDataModule):
     def test_categories(self) -> list[str]:
         """Categories in the order of the per-category results table."""
         return list(self.categories)
-
-    def category_of(self, image_paths: Iterable[str]) -> list[str]:
-        """Category of each image, by its path as it appears in ``samples`` and in batches.
-
-        Raises:
-            KeyError: A path belongs to no category (the datamodule is not set up, or the path is foreign).
-        """
-        try:
-            return [self._category_of[str(path)] for path in image_paths]
-        except KeyError as exc:
-            msg = f"Unified: image {exc.args[0]!r} belongs to no category of this datamodule (is it set up?)."
-            raise KeyError(msg) from None
 
     def category_dir(self, category: str) -> Path:
         """The folder of ``category`` (for Visa the split ``visa_pytorch/<category>`` once it exists)."""
@@ -336,11 +338,13 @@ class Unified(AnomalibDataModule):
     def _instantiate(self, category: str, root: Path | None) -> AnomalibDataModule:
         """The wrapped datamodule of one category (it only builds datasets; loaders are ours)."""
         common = {
-            "test_split_mode": self.test_split_mode,
+            "test_split_mode": self.category_test_split_mode,
             "test_split_ratio": self.test_split_ratio,
             "seed": self.seed,
             "num_workers": 0,
         }
+        if _accepts(self.dataset_class, "val_split_mode"):
+            common["val_split_mode"] = ValSplitMode.NONE  # the validation set is made from the union
         if self._is_folder:
             folder = (root or self.root) / category
             args = {k: v for k, v in self.dataset_args.items() if k not in _FOLDER_DIR_ARGS}
@@ -382,38 +386,61 @@ class Unified(AnomalibDataModule):
         return paths
 
     def prepare_data(self) -> None:
-        """Let each category's datamodule prepare itself (download, split), then check all folders."""
+        """Let each category's datamodule prepare itself (download, split), then check all folders.
+
+        Raises:
+            UnifiedDataError: A download failed (what it created is removed) or a folder is still missing.
+            MVTecNotFoundError: The MVTec AD download failed (``dataset="MVTecAD"`` or ``"MVTec"``).
+        """
         if not self.categories:
             self.categories = self._resolve_categories(self.requested_categories, final=True)
         for category in self.categories:
             if not self.category_dir(category).is_dir() or issubclass(self.dataset_class, Visa):
-                self._instantiate(category, self.root).prepare_data()
+                self._prepare_category(category)
         if not self.categories:  # "all" with a root that prepare_data created
             self.categories = self._resolve_categories(self.requested_categories, final=True)
         self.validate()
 
+    def _prepare_category(self, category: str) -> None:
+        try:
+            with removed_on_failure(self.root):
+                self._instantiate(category, self.root).prepare_data()
+        except FileNotFoundError:
+            raise  # names the folder already (our datamodules)
+        except Exception as exc:
+            msg = (
+                f"Unified: category {category!r}: '{self.category_dir(category)}' is missing and "
+                f"{self.dataset_class.__name__} could not download it ({type(exc).__name__}: {exc}). Put the "
+                f"dataset there by hand (one folder per category under '{self.root}'), or point --data.root to "
+                "an existing copy."
+            )
+            raise UnifiedDataError(msg) from exc
+
     def _setup(self, _stage: str | None = None) -> None:
-        """Build each category's datasets (with its own test split) and concatenate them."""
+        """Set up each category's datamodule (its datasets and its own test split) and concatenate the datasets."""
         self.validate()
         train_parts, test_parts = [], []
         for category in self.categories:
             datamodule = self._instantiate(category, self.root)
             try:
-                datamodule._setup()  # noqa: SLF001 - the datasets only; splitting below
-                datamodule._create_test_split()  # noqa: SLF001 - each category splits as it would alone
+                datamodule.setup()
             except (FileNotFoundError, RuntimeError, ValueError) as exc:
                 msg = (
                     f"Unified: category {category!r} ({self.dataset_class.__name__}, "
                     f"folder '{self.category_dir(category)}') could not be read: {exc}"
                 )
                 raise UnifiedDataError(msg) from exc
+            if not len(datamodule.train_data):
+                folders = ", ".join(f"'{folder}'" for folder in self._training_folders(category))
+                msg = f"Unified: category {category!r} has no training images (in {folders})."
+                raise UnifiedDataError(msg)
+            if not isinstance(datamodule, _CHECKING_OWN_FILES):
+                for split, dataset in (("training", datamodule.train_data), ("test", datamodule.test_data)):
+                    check_image_files(dataset.samples, f"Unified category {category!r} ({split} set)")
             train_parts.append((category, datamodule.train_data))
             test_parts.append((category, datamodule.test_data))
         self.train_data = _concatenate(train_parts)
         self.test_data = _concatenate(test_parts)
-        self._category_of = {}
-        for dataset in (self.train_data, self.test_data):
-            self._category_of.update(zip(dataset.samples.image_path.astype(str), dataset.samples.category, strict=True))
         counts = self.test_data.samples.category.value_counts()
         logger.info(
             "Unified %s: %d categories, %d training and %d test images (%s).",
@@ -424,13 +451,11 @@ class Unified(AnomalibDataModule):
             ", ".join(f"{c}: {counts.get(c, 0)}" for c in self.categories),
         )
 
-    def _create_test_split(self) -> None:
-        """Nothing to do: every category made its own test split in :meth:`_setup`."""
-
-    def setup(self, stage: str | None = None) -> None:
-        """Set up the data, and attach per-category test metrics to the trainer (if there is one)."""
-        super().setup(stage)
-        attach_per_category_metrics(self.trainer)
+    def _training_folders(self, category: str) -> list[Path]:
+        folder = self.category_dir(category)
+        if self._is_folder:
+            return [path for name, path in self._folder_paths(category, folder, check=False) if name == "normal_dir"]
+        return [folder / "train" / "good"]
 
     def __repr__(self) -> str:
         """Dataset, root and categories."""
@@ -438,6 +463,12 @@ class Unified(AnomalibDataModule):
             f"Unified(dataset={self.dataset_class.__name__}, root='{self.root}', "
             f"categories={self.categories or self.requested_categories!r})"
         )
+
+
+def _accepts(cls: type, argument: str) -> bool:
+    """Whether ``cls(...)`` takes ``argument`` (by name, or through ``**kwargs``)."""
+    parameters = inspect.signature(cls).parameters.values()
+    return any(p.name == argument or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _official_categories(cls: type[AnomalibDataModule]) -> tuple[str, ...]:
