@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from anomalib import LearningType, TaskType
 from anomalib.data import AnomalibDataModule, Batch
 from anomalib.deploy import CompressionType
@@ -47,14 +50,16 @@ from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
+from anomalib.utils.serialization import anomalib_safe_globals
 from anomalib.visualization import Visualizer
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torch import optim
 from torchmetrics import Metric
 
 from .anomaly_map import MapCombination, ScoreMode, Smoothing
 from .components.networks import UNIREPLKNET_VARIANTS
+from .components.pretrained import CheckpointError, read_checkpoint
 from .fault_tolerance import ExactResume, export_atomically
 from .loss import LossType, build_loss
 from .metrics import AuproMode, PerImageAUPRO
@@ -68,6 +73,10 @@ logger = logging.getLogger(__name__)
 
 #: ONNX opset of exports: the lowest one torch's dynamo exporter writes natively.
 ONNX_OPSET = 18
+
+#: What Lightning raises when a ``ckpt_path`` is no Lightning checkpoint: an unreadable file, or one without
+#: ``pytorch-lightning_version`` (``KeyError`` in its checkpoint migration).
+_CHECKPOINT_LOAD_ERRORS = (KeyError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError)
 
 
 class MiniMaxAD(AnomalibModule):
@@ -186,7 +195,39 @@ class MiniMaxAD(AnomalibModule):
         """The component callbacks of anomalib, and :class:`~anomalib_minimaxad.fault_tolerance.ExactResume`."""
         components = super().configure_callbacks()
         components = [components] if isinstance(components, Callback) else list(components)
-        return [*components, ExactResume()]
+        return [*components, ExactResume(), CheckpointFormatCheck()]
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path,
+        map_location: str | torch.device | dict[str, str] | None = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool = True,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> MiniMaxAD:
+        """Load a Lightning checkpoint (see :meth:`AnomalibModule.load_from_checkpoint`).
+
+        Raises:
+            CheckpointError: naming the file, when it is no Lightning checkpoint: unreadable with
+                ``weights_only=True`` (truncated, another format, or pickled code, which is never run), or the
+                authors' ``{"bn", "decoder"}`` format (load that with ``MiniMaxADModel.load_authors_checkpoint``).
+        """
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                hparams_file=hparams_file,
+                strict=strict,
+                weights_only=weights_only,
+                **kwargs,
+            )
+        except _CHECKPOINT_LOAD_ERRORS as error:
+            problem = foreign_checkpoint_problem(checkpoint_path)
+            if problem is None:
+                raise
+            raise CheckpointError(problem) from error
 
     def on_fit_start(self) -> None:
         """Load the ImageNet encoder weights when training starts from scratch."""
@@ -384,6 +425,69 @@ class MiniMaxAD(AnomalibModule):
     def learning_type(self) -> LearningType:
         """MiniMaxAD learns from normal images only."""
         return LearningType.ONE_CLASS
+
+
+class CheckpointFormatCheck(Callback):
+    """Say what a ``ckpt_path`` that is no Lightning checkpoint is, instead of Lightning's bare error.
+
+    Lightning reads and migrates the file before any model hook sees it, and sets ``trainer.ckpt_path`` only
+    then (after ``setup``), so the file is examined when the restore has failed: an authors' ``{bn, decoder}``
+    file otherwise ends in ``KeyError: 'pytorch-lightning_version'``, a garbage file in an ``UnpicklingError``
+    that advises ``weights_only=False``.
+    """
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Raise a :class:`CheckpointError` naming the file when it caused ``exception``."""
+        del pl_module
+        if trainer.ckpt_path is None or not isinstance(exception, _CHECKPOINT_LOAD_ERRORS):
+            return
+        problem = foreign_checkpoint_problem(trainer.ckpt_path)
+        if problem is not None:
+            raise CheckpointError(problem) from exception
+
+
+def foreign_checkpoint_problem(path: str | Path) -> str | None:
+    """Why ``path`` is no Lightning checkpoint, or ``None`` when it is one (or is missing: Lightning says so).
+
+    Example:
+        >>> foreign_checkpoint_problem("missing.ckpt") is None
+        True
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        with anomalib_safe_globals(extra=MiniMaxAD.checkpoint_safe_globals()):
+            checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        return (
+            f"{path} is not a Lightning checkpoint: it cannot be read with torch.load(weights_only=True) (truncated, "
+            f"another format, or it holds code, which is never run): {_load_failure(error)}."
+        )
+    if isinstance(checkpoint, dict) and "pytorch-lightning_version" in checkpoint:
+        return None
+    if isinstance(checkpoint, dict) and {"bn", "decoder"} <= checkpoint.keys():
+        return (
+            f"{path} is a checkpoint in the MiniMaxAD authors' format ({{'bn', 'decoder'}}: bottleneck and decoder "
+            "only), not a Lightning checkpoint, so it cannot be a ckpt_path. Load it into a model instead: "
+            "model = MiniMaxAD(); model.model.load_pretrained_encoder(True); "
+            f"model.model.load_authors_checkpoint({str(path)!r}) (MiniMaxADModel.load_authors_checkpoint), "
+            "then test, predict or export that model without ckpt_path."
+        )
+    found = sorted(map(str, checkpoint))[:20] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    return (
+        f"{path} is not a Lightning checkpoint (no 'pytorch-lightning_version'; found {found}). "
+        "Give the model.ckpt that anomalib train writes under weights/lightning/."
+    )
+
+
+def _load_failure(error: CheckpointError) -> str:
+    """The specific part of torch's error (without its advice to load with ``weights_only=False``)."""
+    text = str(error.__cause__ or error)
+    _, found, unpickler_error = text.partition("WeightsUnpickler error:")
+    if found:
+        text = unpickler_error.split("Please use")[0].split("Check the documentation")[0]
+    return " ".join(text.split()).split(". ")[0].rstrip(".")
 
 
 def _size_from_state_dict(state_dict: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
