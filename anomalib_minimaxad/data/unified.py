@@ -58,7 +58,7 @@ from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
-from .file_checks import check_image_files
+from .file_checks import ImageFileError, check_image_files
 from .mvtec import MVTec, removed_on_failure
 from .mvtec_layout import MVTecLayout
 from .per_category import MultiCategoryDataModule
@@ -424,6 +424,8 @@ class Unified(MultiCategoryDataModule):
             datamodule = self._instantiate(category, self.root)
             try:
                 datamodule.setup()
+            except ImageFileError:
+                raise  # names the category and each file already
             except (FileNotFoundError, RuntimeError, ValueError) as exc:
                 msg = (
                     f"Unified: category {category!r} ({self.dataset_class.__name__}, "
