@@ -284,7 +284,7 @@ def test_preset_builds_with_its_scripts_protocol(preset: str, data_roots: dict[s
     )  # fmt: skip
     assert [type(m).__name__ for m in model.evaluator.test_metrics if "AUPRO" in type(m).__name__] == [aupro]
     assert type(model.loss).__name__ == loss
-    assert cli.engine._cache.args["max_epochs"] == epochs  # noqa: SLF001 - the CLI's trainer arguments
+    assert cli.config["train"]["trainer"]["max_epochs"] == epochs
     assert model.weight_decay == pytest.approx(weight_decay)
     resize = model.pre_processor.transform.transforms[0]
     assert list(resize.size) in ([size, size], [size]), preset

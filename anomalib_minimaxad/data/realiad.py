@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from anomalib.data import RealIAD as AnomalibRealIAD
-from anomalib.data.utils import TestSplitMode
 from anomalib.data.datasets.image.realiad import RESOLUTIONS
+from anomalib.data.utils import TestSplitMode
 
 __all__ = ["RealIAD", "RealIADLayoutError", "check_realiad_layout"]
 
