@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -150,3 +153,112 @@ def test_accuracy_then_plot_quick(bench, tmp_path):
     (tmp_path / "speed_test.json").write_text(json.dumps(speed), encoding="utf-8")
     out = bench("plot").main(["--results-dir", str(tmp_path), "--out", str(tmp_path / "plot.png")])
     assert out.stat().st_size > 0
+
+
+# ---------------------------------------------------------------- accuracy.py --preset
+
+PRESET_COLUMNS = ("I-AUROC", "P-AUROC", "AUPRO", "P-AUPR")
+
+
+def _run_preset(bench, tmp_path: Path, preset: str, categories: str) -> dict:
+    from anomalib_minimaxad.data import generate_demo_dataset  # noqa: PLC0415
+
+    root = generate_demo_dataset(
+        tmp_path / "demo", categories=("brick", "grass"), image_size=64, num_train=4, num_test_good=2, num_test_defect=2
+    )
+    bench("accuracy").main([
+        "--preset", preset, "--root", str(root), "--categories", categories, "--pre-trained", "false",
+        "--epochs", "1", "--image-size", "64", "--dims", TINY, "--out-dir", str(tmp_path), *ONE_THREAD,
+    ])  # fmt: skip
+    return _only_json(tmp_path, f"accuracy_preset_{preset}")
+
+
+def _table_rows(printed: str) -> dict[str, list[str]]:
+    """The printed markdown table: row title -> its four 'ours (paper)' cells."""
+    rows = [line.strip("|").split("|") for line in printed.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [cell.strip() for cell in cells[1:]] for cells in rows}
+
+
+def _assert_finite_percentages(result: dict, categories: list[str]) -> None:
+    assert list(result["per_category"]) == categories
+    for row in [*result["per_category"].values(), result["mean"]]:
+        for column in PRESET_COLUMNS:
+            assert 0 <= row[column] <= 100, (column, row)  # None (undefined) or nan fails here
+
+
+def test_accuracy_preset_unified_prints_the_papers_mean_beside_ours(bench, tmp_path, capsys):
+    result = _run_preset(bench, tmp_path, "mvtec_unified", "brick,grass")
+    printed = capsys.readouterr().out
+    assert result["mode"] == "one model for all categories"
+    assert len(result["runs"]) == 1
+    assert result["pre_trained"] is False
+    _assert_finite_percentages(result, ["brick", "grass"])
+    paper = json.loads((BENCHMARKS / "paper_results.json").read_text(encoding="utf-8"))["datasets"]["mvtec"]
+    assert result["paper"]["mean"] == paper["mean"]
+    rows = _table_rows(printed)
+    assert list(rows) == ["Category", "brick", "grass", "Mean"]
+    for title in ("brick", "grass", "Mean"):
+        values = [float(cell.split(" (")[0]) for cell in rows[title]]
+        expected = result["mean"] if title == "Mean" else result["per_category"][title]
+        assert values == [pytest.approx(expected[c], abs=0.051) for c in PRESET_COLUMNS]
+    assert rows["Mean"][0].endswith(f"({paper['mean']['I-AUROC']:.1f})")  # the paper's figure beside ours
+    assert rows["brick"][0].endswith("(-)")  # no per-category figure stored for a demo category
+
+
+def test_accuracy_preset_one_class_trains_one_model_per_category(bench, tmp_path, capsys):
+    result = _run_preset(bench, tmp_path, "minimaxad", "brick,grass")
+    printed = capsys.readouterr().out
+    assert result["mode"] == "one model per category"
+    assert [run["categories"] for run in result["runs"]] == [["brick"], ["grass"]]
+    _assert_finite_percentages(result, ["brick", "grass"])
+    assert result["paper"] == {}
+    assert "Paper figures: none for preset minimaxad" in printed
+    assert printed.count("anomalib train --config") == 2
+
+
+def test_accuracy_unknown_preset_lists_the_presets(bench, tmp_path, capsys):
+    from anomalib_minimaxad.presets import preset_names  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench("accuracy").main(["--preset", "mvtec_unifed", "--root", str(tmp_path), "--out-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--preset: no preset 'mvtec_unifed'" in error
+    assert all(name in error for name in preset_names())
+    assert not list(tmp_path.glob("accuracy_preset_*"))
+
+
+GPU_CHECK = BENCHMARKS / "gpu_check.sh"
+
+
+def _run_gpu_check(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our script, fixed arguments
+        [shutil.which("bash") or "/bin/bash", str(GPU_CHECK), *arguments],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    completed = _run_gpu_check("--dry-run", "--out-dir", str(tmp_path))
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    speed = _only_json(tmp_path, "speed")
+    assert {row["row"] for row in speed["results"]} == {"minimaxad_fused_cl", "minimaxad_fused_bf16"}
+    (train,) = _only_json(tmp_path, "train_cost")["results"]
+    assert train["model"] == "minimaxad"
+    assert train["median_step_s"] > 0, train
+    engine = _only_json(tmp_path, "engine_check")
+    assert engine["passed"]
+    assert set(engine["stages"]) == {"generate_data", "fit", "test", "export_torch"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_gpu_check_without_a_gpu_says_so(tmp_path):
+    completed = _run_gpu_check("--out-dir", str(tmp_path))
+    assert completed.returncode == 2
+    assert "torch sees no CUDA device; use --dry-run" in completed.stderr
+    assert not list(tmp_path.iterdir())
