@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from .validation import check_map_arguments
+
 __all__ = [
     "AnomalyMapGenerator",
     "MapCombination",
@@ -173,15 +175,7 @@ class AnomalyMapGenerator(nn.Module):
         smoothing: Smoothing | str = Smoothing.KERNEL,
     ) -> None:
         super().__init__()
-        if kernel_size > 1 and kernel_size % 2 == 0:
-            msg = f"Gaussian kernel_size must be odd, got {kernel_size}."
-            raise ValueError(msg)
-        if sigma <= 0:
-            msg = f"Gaussian sigma must be positive, got {sigma}."
-            raise ValueError(msg)
-        if not 0 < score_ratio <= 1:
-            msg = f"score_ratio must be in (0, 1], got {score_ratio}."
-            raise ValueError(msg)
+        check_map_arguments(kernel_size, sigma, score_ratio)
         self.score_mode = ScoreMode(score_mode)
         self.score_ratio = score_ratio
         self.map_combination = MapCombination(map_combination)

@@ -129,15 +129,38 @@ def export_atomically(export: Callable[[Path], Path], export_root: str | Path) -
         PosixPath('exports/weights/torch/model.pt')
     """
     export_root = Path(export_root)
+    _refuse_blocked_path(export_root, export_root, is_file=False)  # before the export, which can take minutes
     export_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=export_root)).resolve()
     try:
         entry = Path(export(staging)).resolve()
         companions = sorted(path for path in staging.rglob("*") if path.is_file() and path != entry)
+        for file in (*companions, entry):
+            _refuse_blocked_path(export_root / file.relative_to(staging), export_root, is_file=True)
         _move_into_place(staging, export_root, [*companions, entry])
         return export_root / entry.relative_to(staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _refuse_blocked_path(path: Path, export_root: Path, is_file: bool) -> None:
+    """Raise, before anything is moved, if a file stands where ``path`` needs a folder (or a folder where it is one).
+
+    Raises:
+        FileExistsError: naming the file that is in the way, and ``export_root``.
+        IsADirectoryError: naming the folder that stands where the exported file goes.
+    """
+    if is_file and path.is_dir():
+        msg = f"Cannot export {path}: a folder of that name is in the way. Remove it or choose another export_root."
+        raise IsADirectoryError(msg)
+    folders = list(reversed(path.parents)) if is_file else [*reversed(path.parents), path]
+    blocker = next((folder for folder in folders if folder.exists() and not folder.is_dir()), None)
+    if blocker is not None:
+        msg = (
+            f"Cannot export to {export_root}: {blocker} is a file, where the export needs a folder. "
+            "Remove it or choose another export_root."
+        )
+        raise FileExistsError(msg)
 
 
 def _move_into_place(staging: Path, export_root: Path, files: list[Path]) -> None:

@@ -235,7 +235,8 @@ class LocalHardMiningLoss(MiniMaxADLoss):
 def build_loss(loss: LossType | str, p_hard: float = 0.9999, p_lim: float = 0.9995) -> MiniMaxADLoss:
     """Create a loss by name (``adc``, ``global``, ``local``, ``local_hm``).
 
-    ``p_hard`` is used (and checked) by ``adc`` only, ``p_lim`` by ``adc`` and ``local_hm``.
+    ``p_hard`` is used by ``adc`` only, ``p_lim`` by ``adc`` and ``local_hm``; both are checked for every
+    loss, since a checkpoint's hyper-parameters keep them whatever the loss.
 
     Example:
         >>> build_loss("global")
@@ -247,6 +248,8 @@ def build_loss(loss: LossType | str, p_hard: float = 0.9999, p_lim: float = 0.99
         choices = ", ".join(t.value for t in LossType)
         msg = f"Unknown loss {loss!r}; choose one of: {choices}."
         raise ValueError(msg) from None
+    check_probability("p_hard", p_hard)
+    check_probability("p_lim", p_lim)
     if loss_type == LossType.ADC:
         return ADCLoss(p_hard=p_hard, p_lim=p_lim)
     if loss_type == LossType.LOCAL_HARD_MINING:

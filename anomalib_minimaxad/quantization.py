@@ -29,6 +29,8 @@ from anomalib.deploy import CompressionType
 from anomalib.metrics import F1Score
 from torchmetrics import Metric
 
+from .validation import check_number
+
 if TYPE_CHECKING:
     import nncf
     import openvino as ov
@@ -72,6 +74,20 @@ def smoothing_ignored_scope(model: ov.Model) -> nncf.IgnoredScope:
     return nncf.IgnoredScope(names=smoothing_convolutions(model))
 
 
+def _check_quantization_arguments(
+    compression_type: CompressionType, datamodule: AnomalibDataModule | None, max_drop: float
+) -> None:
+    """Refuse a compression that does not quantise, a missing datamodule, or a ``max_drop`` outside ``[0, 1]``."""
+    if compression_type not in QUANTIZED_COMPRESSIONS:
+        choices = sorted(compression.value for compression in QUANTIZED_COMPRESSIONS)
+        msg = f"compression_type must be one of {choices}, got {compression_type!r}."
+        raise ValueError(msg)
+    if datamodule is None:
+        msg = f"compression_type {compression_type.value} needs a datamodule: its validation images calibrate."
+        raise ValueError(msg)
+    check_number("max_drop", max_drop, low=0, high=1)
+
+
 def quantize_openvino(
     model: ov.Model,
     compression_type: CompressionType,
@@ -106,16 +122,7 @@ def quantize_openvino(
     """
     import nncf  # noqa: PLC0415 - optional dependency, as in anomalib
 
-    if compression_type not in QUANTIZED_COMPRESSIONS:
-        choices = sorted(compression.value for compression in QUANTIZED_COMPRESSIONS)
-        msg = f"compression_type must be one of {choices}, got {compression_type!r}."
-        raise ValueError(msg)
-    if datamodule is None:
-        msg = f"compression_type {compression_type.value} needs a datamodule: its validation images calibrate."
-        raise ValueError(msg)
-    if not 0 <= max_drop <= 1:
-        msg = f"max_drop must be in [0, 1], got {max_drop}."
-        raise ValueError(msg)
+    _check_quantization_arguments(compression_type, datamodule, max_drop)
     datamodule.setup("fit")
     model_input = model.input(0)
     if model_input.partial_shape[0].is_static:
@@ -182,6 +189,8 @@ def export_quantized_openvino(
         ... )  # doctest: +SKIP
         PosixPath('exports/weights/openvino/model.xml')
     """
+    # Before the float export, which takes seconds to minutes.
+    _check_quantization_arguments(compression_type, datamodule, max_drop)
     import openvino as ov  # noqa: PLC0415 - optional dependency, as in anomalib
 
     with tempfile.TemporaryDirectory(prefix="minimaxad-float-export-") as float_root:

@@ -168,6 +168,21 @@ class MiniMaxADModel(nn.Module):
         if min(shape[2:]) < MIN_INPUT_SIZE:
             msg = f"MiniMaxAD needs images of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got shape {shape}."
             raise ValueError(msg)
+        weight_dtype = self.encoder.downsample_layers[0][0].weight.dtype
+        if not images.is_floating_point():
+            msg = (
+                f"MiniMaxAD expects float images, got {images.dtype}; convert them (images.float() / 255, then "
+                "normalise as the pre-processor does)."
+            )
+            raise TypeError(msg)
+        # Autocast casts float16/bfloat16/float32 operands itself, never float64 ones; without this check torch's
+        # error would only say "Input type (double) and bias type ... should be the same".
+        cast_by_autocast = torch.is_autocast_enabled(images.device.type) and images.dtype != torch.float64
+        if images.dtype != weight_dtype and not cast_by_autocast:
+            msg = f"MiniMaxAD's weights are {weight_dtype}, but the images are {images.dtype}: convert one of them."
+            if torch.is_autocast_enabled(images.device.type):
+                msg += " Autocast does not cast float64 images."
+            raise TypeError(msg)
 
     @torch.no_grad()
     def reparameterize(self, fast_cpu: bool = True) -> MiniMaxADModel:
@@ -234,20 +249,36 @@ class MiniMaxADModel(nn.Module):
             found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
             msg = f"{path} is not a MiniMaxAD checkpoint: expected keys 'bn' and 'decoder', found {found}."
             raise CheckpointError(msg)
-        for module, key in ((self.bottleneck, "bn"), (self.decoder, "decoder")):
-            state_dict = unwrap_state_dict(checkpoint[key])
-            if state_dict is None:
-                msg = f"{path}: {key!r} holds no state dict."
-                raise CheckpointError(msg)
-            ignored = load_module_state(module, state_dict, f"{path} [{key}]")
-            if ignored:
-                msg = f"{path} [{key}] has tensors {type(module).__name__} does not have: {ignored[:20]}"
-                raise CheckpointError(msg)
+        # All or nothing: a decoder that does not fit must not leave the bottleneck already replaced.
+        previous = [(module, copy.deepcopy(module.state_dict())) for module in (self.bottleneck, self.decoder)]
+        try:
+            _load_authors_part(self.bottleneck, checkpoint["bn"], f"{path} [bn]")
+            _load_authors_part(self.decoder, checkpoint["decoder"], f"{path} [decoder]")
+        except CheckpointError:
+            for module, state_dict in previous:
+                module.load_state_dict(state_dict)
+            raise
 
     def _refuse_if_fused(self) -> None:
         if self.is_reparameterized:
             msg = "Load weights before reparameterize(): the fused model has another state-dict layout."
             raise RuntimeError(msg)
+
+
+def _load_authors_part(module: nn.Module, part: object, source: str) -> None:
+    """Load one part of an authors' checkpoint (``bn`` or ``decoder``) into ``module``, refusing extra tensors.
+
+    Raises:
+        CheckpointError: naming ``source``, when the part holds no state dict or does not fit ``module`` exactly.
+    """
+    state_dict = unwrap_state_dict(part)
+    if state_dict is None:
+        msg = f"{source} holds no state dict."
+        raise CheckpointError(msg)
+    ignored = load_module_state(module, state_dict, source)
+    if ignored:
+        msg = f"{source} has tensors {type(module).__name__} does not have: {ignored[:20]}"
+        raise CheckpointError(msg)
 
 
 def _as_float32(features: Sequence[torch.Tensor]) -> list[torch.Tensor]:

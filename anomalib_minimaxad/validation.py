@@ -24,6 +24,7 @@ from enum import Enum
 __all__ = [
     "check_choice",
     "check_integer",
+    "check_map_arguments",
     "check_model_arguments",
     "check_number",
     "check_optimizer_arguments",
@@ -120,20 +121,59 @@ def check_model_arguments(
     """
     _check_sizes("dims", dims, minimum=4)
     _check_sizes("depths", depths, minimum=1)
-    for stage, sizes in enumerate(kernel_sizes or ()):
-        for block, size in enumerate(sizes):
+    for stage, sizes in enumerate(_sequence("kernel_sizes", kernel_sizes)):
+        for block, size in enumerate(_sequence(f"kernel_sizes[{stage}]", sizes)):
             check_integer(f"kernel_sizes[{stage}][{block}]", size, minimum=1)
             if size % 2 == 0:
                 msg = f"kernel_sizes[{stage}][{block}] must be odd, got {size}."
                 raise ValueError(msg)
-    check_integer("gaussian_kernel_size", gaussian_kernel_size, minimum=0)
-    if gaussian_kernel_size > 1 and gaussian_kernel_size % 2 == 0:
-        msg = f"gaussian_kernel_size must be odd (or 0 or 1 for no smoothing), got {gaussian_kernel_size}."
-        raise ValueError(msg)
-    check_number("gaussian_sigma", gaussian_sigma, low=0, low_open=True)
-    check_number("score_ratio", score_ratio, low=0, high=1, low_open=True)
+    check_map_arguments(
+        gaussian_kernel_size,
+        gaussian_sigma,
+        score_ratio,
+        kernel_size_name="gaussian_kernel_size",
+        sigma_name="gaussian_sigma",
+    )
     for name, (value, enum) in choices.items():
         check_choice(name, value, enum)
+
+
+def check_map_arguments(
+    kernel_size: int,
+    sigma: float,
+    score_ratio: float,
+    *,
+    kernel_size_name: str = "kernel_size",
+    sigma_name: str = "sigma",
+) -> None:
+    """Check the smoothing and score arguments of :class:`~anomalib_minimaxad.anomaly_map.AnomalyMapGenerator`.
+
+    Args:
+        kernel_size: 0 or 1 (no smoothing), or an odd side.
+        sigma: Positive, finite.
+        score_ratio: In ``(0, 1]``.
+        kernel_size_name: How the caller names ``kernel_size`` in messages.
+        sigma_name: How the caller names ``sigma`` in messages.
+
+    Raises:
+        ValueError: naming the first argument that is wrong, and its value.
+    """
+    check_integer(kernel_size_name, kernel_size, minimum=0)
+    if kernel_size > 1 and kernel_size % 2 == 0:
+        msg = f"{kernel_size_name} must be odd (or 0 or 1 for no smoothing), got {kernel_size}."
+        raise ValueError(msg)
+    check_number(sigma_name, sigma, low=0, low_open=True)
+    check_number("score_ratio", score_ratio, low=0, high=1, low_open=True)
+
+
+def _sequence(name: str, values: object) -> Sequence:
+    """``values`` (``()`` for ``None``), refused unless it is a sequence: a bare number is not one per stage."""
+    if values is None:
+        return ()
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        msg = f"{name} must be a sequence, got {values!r}: kernel_sizes is one list per stage, one odd size per block."
+        raise ValueError(msg)  # noqa: TRY004 - every argument error of this module is a ValueError
+    return values
 
 
 def check_optimizer_arguments(lr: float, betas: Sequence[float], weight_decay: float, lr_gamma: float) -> None:
