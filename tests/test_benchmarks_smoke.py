@@ -262,3 +262,18 @@ def test_gpu_check_without_a_gpu_says_so(tmp_path):
     assert completed.returncode == 2
     assert "torch sees no CUDA device; use --dry-run" in completed.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_openvino_precision_quick(bench, tmp_path):
+    result = json.loads(
+        bench("openvino_precision").main(["--quick", "--threads", "1", "--out-dir", str(tmp_path)]).read_text()
+    )
+    variants = {record["variant"]: record for record in result["results"]}
+    assert {"f32", "int8_ptq"} <= set(variants)
+    assert variants["f32"]["speedup_vs_f32"] == 1.0
+    for record in variants.values():
+        assert 0.0 <= record["image_AUROC"] <= 1.0
+        assert record["median_ms"] > 0
+        assert sum(record["profile"]["share_by_precision"].values()) == pytest.approx(1.0)
+    assert variants["int8_ptq"]["profile"]["share_by_precision"].get("int8", 0) > 0.3  # the int8 graph runs int8
