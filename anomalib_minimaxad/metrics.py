@@ -6,8 +6,15 @@ anomalib's :class:`~anomalib.metrics.AUPRO` builds one PRO curve over the whole 
 ``evaluate`` (their AeBAD-S evaluation) instead computes the AUPRO of each image with a defect and reports the
 mean, so a small defect weighs as much as the whole test set's false positives on one image. This metric does
 the same with anomalib's own curve (FPR up to ``fpr_limit``, interpolated there and normalised by it), so it
-differs from the dataset-wide column only in what is averaged. The authors discretise each image's curve at
-200 thresholds between the map's minimum and maximum instead; that changes values by well under a point.
+differs from the dataset-wide column only in what is averaged.
+
+The authors' per-image curve differs in two details: 200 thresholds evenly spaced between the map's minimum and
+maximum (anomalib: every distinct value), and the points with FPR below 0.3 normalised by the largest such FPR
+(anomalib: interpolated at 0.3 and divided by 0.3). Measured against the authors' ``compute_pro`` on 27 synthetic
+64x64 maps (one rectangle, two rectangles or a thin line as the defect; mask plus Gaussian noise of std 0.3, 1 or 3,
+three seeds each, smoothed by scipy's ``gaussian_filter(sigma=4)``), this metric was 0.13 AUPRO points higher on
+average (-0.002 to +0.66 points per map, higher on 26 of 27); on the same maps at 256x256, 0.035 points higher
+(+0.001 to +0.40). The procedure is in ``tests/data/REFERENCE.md``.
 
 Images without a defect are skipped (their PRO is undefined); a test set with none gives ``nan``.
 
