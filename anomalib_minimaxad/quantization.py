@@ -183,6 +183,9 @@ def export_quantized_openvino(
     The float export goes to a temporary folder; the quantised model is written under ``export_root`` at the
     same relative path (``weights/openvino/<name>.xml`` and ``.bin``), which is returned.
 
+    Raises:
+        ValueError: as :func:`quantize_openvino`, before the float export runs.
+
     Example:
         >>> export_quantized_openvino(
         ...     lambda root: model.to_openvino(root), Path("exports"), CompressionType.INT8_PTQ, datamodule

@@ -126,7 +126,13 @@ class MiniMaxADModel(nn.Module):
         return self
 
     def extract_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Encoder features (no gradient) and the decoder's reconstructions of them, level by level."""
+        """Encoder features (no gradient) and the decoder's reconstructions of them, level by level.
+
+        Raises:
+            ValueError: ``images`` is not ``(B, in_chans, H, W)`` with sides of at least ``MIN_INPUT_SIZE``.
+            TypeError: ``images`` is not floating point, or of another dtype than the weights where autocast
+                does not cast it (float64, or no autocast).
+        """
         self._check_input(images)
         # The encoder is frozen: no graph through it (same updates, faster, less memory).
         with torch.no_grad():
