@@ -12,6 +12,7 @@ from anomalib.cli.cli import AnomalibCLI
 from anomalib.metrics.aupro import _AUPRO
 from PIL import Image
 from scipy.ndimage import gaussian_filter
+from torchvision import tv_tensors
 
 from anomalib_minimaxad import MiniMaxAD
 from anomalib_minimaxad.anomaly_map import AnomalyMapGenerator
@@ -295,6 +296,12 @@ def test_preset_builds_with_its_scripts_protocol(preset: str, data_roots: dict[s
             assert (type(crop).__name__, list(crop.size)) == ("CenterCrop", [224, 224])
     if preset.startswith("realiad"):
         assert isinstance(datamodule, Unified if preset == "realiad_unified" else RealIAD)
+    # Every transform the preset names runs (a config value torchvision only rejects when called fails here).
+    image = tv_tensors.Image(torch.rand(3, 300, 300))
+    for augmentations in (datamodule.train_augmentations, datamodule.val_augmentations, datamodule.test_augmentations):
+        if augmentations is not None:
+            augmentations(image)
+    assert model.pre_processor.transform(image).shape[-2:] == (size, size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
