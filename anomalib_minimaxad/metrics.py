@@ -35,10 +35,10 @@ Example:
 from __future__ import annotations
 
 from enum import Enum
+from types import SimpleNamespace
 
 import torch
-from anomalib.metrics import AnomalibMetric
-from anomalib.metrics.aupro import _AUPRO
+from anomalib.metrics import AUPRO, AnomalibMetric
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
@@ -89,8 +89,8 @@ class _PerImageAUPRO(Metric):
         for pred, mask in zip(planes, masks, strict=True):
             if not mask.any():
                 continue
-            single = _AUPRO(fpr_limit=self.fpr_limit).to(pred.device)
-            single.update(pred, mask)
+            single = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=self.fpr_limit).to(pred.device)
+            single.update(SimpleNamespace(anomaly_map=pred, gt_mask=mask))
             self.values.append(single.compute().reshape(1).to(torch.float32))
 
     def compute(self) -> torch.Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from anomalib.cli.cli import AnomalibCLI
-from anomalib.metrics.aupro import _AUPRO
+from anomalib.metrics import AUPRO
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from torchvision import tv_tensors
@@ -106,8 +106,8 @@ def test_per_image_aupro_is_the_mean_of_each_defective_images_aupro() -> None:
     reference = []
     for anomaly_map, mask in zip(maps, masks, strict=True):
         if mask.any():
-            alone = _AUPRO(fpr_limit=0.3)
-            alone.update(anomaly_map[None], mask[None])
+            alone = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3)
+            alone.update(_Batch(anomaly_map=anomaly_map[None], gt_mask=mask[None]))
             reference.append(float(alone.compute()))
     assert len(reference) == 3
     assert len(set(reference)) == 3
@@ -117,8 +117,8 @@ def test_per_image_aupro_is_the_mean_of_each_defective_images_aupro() -> None:
         metric.update(_Batch(anomaly_map=maps[first : first + 2], gt_mask=masks[first : first + 2]))
     assert float(metric.compute()) == pytest.approx(float(np.mean(reference)), abs=1e-6)
     # It differs from anomalib's dataset-wide AUPRO on the same maps.
-    dataset_wide = _AUPRO(fpr_limit=0.3)
-    dataset_wide.update(maps, masks)
+    dataset_wide = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3)
+    dataset_wide.update(_Batch(anomaly_map=maps, gt_mask=masks))
     assert abs(float(dataset_wide.compute()) - float(np.mean(reference))) > 1e-3
 
 
