@@ -173,8 +173,7 @@ def test_lightning_inference_predicts_as_the_engine(trained: SimpleNamespace) ->
         str(list(DIMS)),
         "--ckpt_path",
         str(trained.ckpt),
-        # The tool registers its data options under the key "--data", so they are spelt with four dashes.
-        "----data.path",
+        "--data.path",
         str(trained.images),
         "--output",
         str(output),
