@@ -65,8 +65,14 @@ def test_int8_keeps_the_smoothing_in_float(
 ) -> None:
     import openvino as ov  # noqa: PLC0415
 
+    # ACQ accepts any drop: it still validates the float and the INT8 model with our metric function, but skips
+    # NNCF's own ranking of layers to give back to float, which takes 5-8 minutes on 2 cores for this network.
     path = model.to_openvino(
-        tmp_path, input_size=(IMAGE_SIZE, IMAGE_SIZE), compression_type=compression, datamodule=datamodule(dataset_root)
+        tmp_path,
+        input_size=(IMAGE_SIZE, IMAGE_SIZE),
+        compression_type=compression,
+        datamodule=datamodule(dataset_root),
+        max_drop=1.0,
     )
     assert path == tmp_path / "weights" / "openvino" / "model.xml"
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["model.bin", "model.xml"]
