@@ -324,12 +324,12 @@ class MiniMaxAD(AnomalibModule):
 
     def fused_copy(self) -> MiniMaxAD:
         """A re-parameterized copy for export; this module stays trainable."""
-        trainer = self._trainer
-        self._trainer = None  # the copy needs no trainer, and a trainer does not deep-copy
         try:
-            fused = copy.deepcopy(self)
-        finally:
-            self._trainer = trainer
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a trainer
+            trainer = None
+        # The copy needs no trainer, and a trainer does not deep-copy: the memo maps it to None.
+        fused = copy.deepcopy(self, {id(trainer): None} if trainer is not None else None)
         return fused.reparameterize()
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
