@@ -4,7 +4,7 @@ Trains MiniMaxAD on one demo category (``anomalib_minimaxad.demo``, MVTec AD lay
 ``Engine``, exports it with ``Engine.export`` to OpenVINO in float and with ``compression_type`` ``int8_ptq``
 (and ``int8_acq`` with ``--compressions float,int8_ptq,int8_acq``: it validates the model many times and
 takes far longer), then, for every export and OpenVINO ``INFERENCE_PRECISION_HINT`` (f32; bf16 where the CPU
-has it), measures:
+has it; for an int8 export it sets the precision of the layers left in float), measures:
 
 - latency at batch 1 (the exported graph with anomalib's pre- and post-processing, from a ready image
   array), all variants timed round-robin with the same thread count;
@@ -188,15 +188,22 @@ def profile(model_xml: Path, hint: str, threads: int, image: np.ndarray) -> dict
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """(name, export, inference precision hint) of every row: bf16 only on the float export, where supported."""
+    """(name, export, inference precision hint) of every row; the bf16 hint only where the CPU has BF16.
+
+    The hint sets the precision of what runs in float: all of the float export, the layers NNCF left unquantised
+    in an int8 one (OpenVINO's default hint is bf16 on CPUs with BF16, f32 elsewhere).
+    """
     import openvino as ov  # noqa: PLC0415
 
-    capabilities = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    rows = [("f32", "float", "f32")]
-    if "BF16" in capabilities:
-        rows.append(("bf16", "float", "bf16"))
-    rows += [(compression, compression, "f32") for compression in args.compressions if compression != "float"]
-    return [row for row in rows if row[1] in args.compressions]
+    hints = ["f32"]
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        hints.append("bf16")
+    rows = []
+    for compression in args.compressions:
+        for hint in hints:
+            name = hint if compression == "float" else compression if hint == "f32" else f"{compression}_{hint}"
+            rows.append((name, compression, hint))
+    return rows
 
 
 def measure(args: argparse.Namespace, images_dir: Path, exports: dict[str, Path]) -> list[dict[str, Any]]:
