@@ -56,6 +56,7 @@ def stem(model: MiniMaxADModel) -> torch.nn.Module:
 def test_maps_and_scores_are_float32_under_autocast(fused: bool, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     model = MiniMaxADModel(dims=DIMS).eval()
+    model.fuse_frozen_encoder = False  # the hook below is on the model's own encoder
     if fused:
         model.reparameterize()
     low_dtypes = []

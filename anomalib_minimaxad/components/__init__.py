@@ -10,7 +10,7 @@
 - :mod:`.pretrained`: finding, reading and checking checkpoints.
 """
 
-from .layers import GRN, DilatedReparamBlock, LayerNorm2d, SEBlock, UniRepLKNetBlock, fuse_conv_bn
+from .layers import GRN, DilatedReparamBlock, FastCPUConv2d, LayerNorm2d, SEBlock, UniRepLKNetBlock, fuse_conv_bn
 from .networks import (
     UNIREPLKNET_VARIANTS,
     Bottleneck,
@@ -39,6 +39,7 @@ __all__ = [
     "CheckpointError",
     "Decoder",
     "DilatedReparamBlock",
+    "FastCPUConv2d",
     "LayerNorm2d",
     "PretrainedWeightsUnavailableError",
     "SEBlock",

@@ -1,15 +1,22 @@
 # Copyright (C) 2026 anomalib-minimaxad developers
 # SPDX-License-Identifier: Apache-2.0
-"""The optional fast CPU kernels of a fused UniRepLKNet block (the package's one use of a private torch op).
+"""The optional fast CPU kernels of a fused MiniMaxAD (the package's one use of private torch ops).
 
 A fused :class:`~anomalib_minimaxad.components.layers.UniRepLKNetBlock` with ``fast_cpu = True``
 (what :meth:`MiniMaxADModel.reparameterize <anomalib_minimaxad.torch_model.MiniMaxADModel.reparameterize>`
-sets by default) computes its function here when :func:`applies` to its input: plain eager float32 CPU
-inference, no autograd, no autocast, not traced, exported or compiled (ONNX/OpenVINO exports and
+sets by default), and the :class:`~anomalib_minimaxad.components.layers.FastCPUConv2d` that replaces each
+dense conv outside the blocks, compute their function here when :func:`applies` to the input: plain eager
+float32 CPU inference, no autograd, no autocast, not traced, exported or compiled (ONNX/OpenVINO exports and
 ``torch.compile`` see the standard graph; their compilers fuse it themselves). Everywhere else, and
 whenever oneDNN's ``torch.ops.mkldnn._linear_pointwise`` is missing or rejects its operands, the block
 runs its plain-torch :meth:`~anomalib_minimaxad.components.layers.UniRepLKNetBlock.forward_plain`, which
 computes the same function (to float rounding, tested to 1e-5).
+
+Weights that do not change from call to call are kept in oneDNN's blocked layout (oneDNN would otherwise
+re-order them at every call): the dense convs, and the Linears whose output width is at least the pixel
+count (the others take the SE gate or GRN scale into their weight at every call). For MiniMaxAD-N at
+256 px that is ~27 M floats (~107 MB) next to the model's 31 M, made at the first call for an input shape
+and dropped with the model; a weight changed in place is re-packed.
 
 Example:
     >>> import torch
@@ -26,21 +33,35 @@ Example:
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .layers import UniRepLKNetBlock
 
-__all__ = ["applies", "fused_block_forward", "is_available"]
+__all__ = ["applies", "conv2d", "fused_block_forward", "is_available"]
 
 logger = logging.getLogger(__name__)
 
 #: oneDNN's inner product with fused GELU / residual add (the CPU kernel ``torch.compile`` uses for Linear);
 #: ``None`` where this torch build lacks it.
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+#: oneDNN's convolution, which takes a weight already in its blocked layout (``torch.compile``'s CPU conv kernel).
+_ONEDNN_CONV = (
+    getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() else None
+)
+
+#: Weights in oneDNN's blocked layout, by ``id`` of the weight: (weak reference to it, (its version, storage,
+#: the operand shape the layout was chosen for), the blocked copy). oneDNN re-orders a plain weight at every call: for
+#: the bottleneck's 960 -> 640 conv that is 60% of its time. One entry per weight; dropped with the weight.
+_packed_weights: dict[int, tuple[weakref.ref[torch.Tensor], tuple[int, ...], torch.Tensor]] = {}
 
 #: Operand dtypes oneDNN refused on this machine (e.g. an ISA without the kernel); not tried again.
 _rejected_dtypes: set[torch.dtype] = set()
@@ -57,6 +78,26 @@ _nchw_large_depthwise: bool = _ONEDNN_LINEAR is not None and bool(
 def is_available() -> bool:
     """Whether the oneDNN kernels exist in this torch build and oneDNN is enabled."""
     return _ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled
+
+
+def _packed(weight: torch.Tensor, shape: tuple[int, ...], pack: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``weight`` in oneDNN's layout for operands of ``shape``, made by ``pack`` unless cached.
+
+    The cache key holds the weight's version counter and storage, so an in-place change (``load_state_dict``,
+    an optimizer step) re-packs it instead of computing with the old values. Inference tensors (made under
+    ``torch.inference_mode``) have no version counter: they are returned as they are, and oneDNN re-orders
+    them at every call.
+    """
+    if weight.is_inference():
+        return weight
+    key = (weight._version, weight.data_ptr(), *shape)  # noqa: SLF001 - the in-place change counter
+    entry = _packed_weights.get(id(weight))
+    if entry is not None and entry[0]() is weight and entry[1] == key:
+        return entry[2]
+    weight_id = id(weight)
+    packed = pack()
+    _packed_weights[weight_id] = (weakref.ref(weight, lambda _: _packed_weights.pop(weight_id, None)), key, packed)
+    return packed
 
 
 def applies(x: torch.Tensor) -> bool:
@@ -123,7 +164,7 @@ def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residu
         torch.mul(
             nhwc.reshape(height, width, channels), gate.view(1, 1, channels), out=rows.view(height, width, channels)
         )
-        weight1 = linear1.weight
+        weight1 = _packed_linear_weight(linear1.weight, pixels)
     hidden = torch.ops.aten.gelu_(_ONEDNN_LINEAR(rows, weight1, linear1.bias, "none", [], ""))
     spatial_norm = hidden.square().sum(dim=0).sqrt()
     scale = grn.gamma.reshape(-1) * (spatial_norm / (spatial_norm.mean() + 1e-6)) + 1
@@ -131,7 +172,45 @@ def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residu
         weight2 = linear2.weight * scale
     else:
         hidden.mul_(scale)
-        weight2 = linear2.weight
+        weight2 = _packed_linear_weight(linear2.weight, pixels)
     residual = residual_rows.reshape(pixels, channels)
     out = _ONEDNN_LINEAR.binary(hidden, residual, weight2, linear2.bias, "add")
     return out.view(1, pixels, channels)
+
+
+def _packed_linear_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    return _packed(weight, (rows,), lambda: torch.ops.mkldnn._reorder_linear_weight(weight, rows))  # noqa: SLF001
+
+
+def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a dense, zero-padded conv with a cached weight in oneDNN's layout (where :func:`applies`).
+
+    Same values as ``F.conv2d`` (the same oneDNN kernel, without re-ordering the weight at every call).
+    Falls back to ``F.conv2d`` when oneDNN rejects the operands.
+    """
+    if _ONEDNN_CONV is None:
+        return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    weight, shape = conv.weight, tuple(x.shape)
+
+    def pack() -> torch.Tensor:
+        return torch._C._nn.mkldnn_reorder_conv2d_weight(  # noqa: SLF001 - oneDNN's weight re-order
+            weight.to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, list(shape)
+        )
+
+    try:
+        return _ONEDNN_CONV(
+            x,
+            _packed(weight, shape, pack),
+            conv.bias,
+            list(conv.padding),
+            list(conv.stride),
+            list(conv.dilation),
+            conv.groups,
+            "none",
+            [],
+            "",
+        )
+    except RuntimeError as error:
+        _rejected_dtypes.add(x.dtype)
+        logger.warning("oneDNN's convolution rejected %s input (%s); using F.conv2d.", x.dtype, error)
+        return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)

@@ -35,6 +35,7 @@ __all__ = [
     "ChannelsFirst",
     "ChannelsLast",
     "DilatedReparamBlock",
+    "FastCPUConv2d",
     "LayerNorm2d",
     "SEBlock",
     "UniRepLKNetBlock",
@@ -64,6 +65,45 @@ class LayerNorm2d(nn.LayerNorm):
         var = (x - mean).pow(2).mean(1, keepdim=True)
         x = (x - mean) / torch.sqrt(var + self.eps)
         return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class FastCPUConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (same parameters and state dict) that uses :func:`.fast_cpu.conv2d` where it applies.
+
+    :meth:`MiniMaxADModel.reparameterize <anomalib_minimaxad.torch_model.MiniMaxADModel.reparameterize>` puts
+    these in place of the dense convs of a fused model on CPU; elsewhere (training, autocast, exports, other
+    devices) they compute ``nn.Conv2d.forward``.
+    """
+
+    @classmethod
+    def sharing_parameters(cls, conv: nn.Conv2d) -> FastCPUConv2d:
+        """A ``FastCPUConv2d`` with the configuration of ``conv`` and the same parameter tensors."""
+        fast = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=False,
+            padding_mode=conv.padding_mode,
+            device="meta",
+        )
+        fast.weight, fast.bias = conv.weight, conv.bias
+        return fast.train(conv.training)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        #: Compute with :mod:`.fast_cpu` where it applies (eager float32 CPU inference).
+        self.fast_cpu = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution."""
+        fast = self.fast_cpu and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+        if fast and fast_cpu.applies(x):
+            return fast_cpu.conv2d(self, x)
+        return super().forward(x)
 
 
 class GRN(nn.Module):
