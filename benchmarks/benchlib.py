@@ -375,13 +375,20 @@ def randomize_norm_statistics(model: nn.Module, seed: int = 0) -> None:
 
 
 def build_minimaxad(dims: Sequence[int] | None = None, fused: bool = False, seed: int = 0) -> nn.Module:
-    """A randomly initialised :class:`MiniMaxADModel` in eval mode (``pre_trained=False``)."""
+    """A randomly initialised :class:`MiniMaxADModel` in eval mode (``pre_trained=False``).
+
+    Un-fused means the whole network as built, the encoder included (``fuse_frozen_encoder = False``: training
+    and validation run the frozen encoder as a fused copy).
+    """
     from anomalib_minimaxad.torch_model import MiniMaxADModel  # noqa: PLC0415
 
     torch.manual_seed(seed)
     model = MiniMaxADModel(dims=dims).eval()
     randomize_norm_statistics(model, seed)
-    return model.reparameterize() if fused else model
+    if fused:
+        return model.reparameterize()
+    model.fuse_frozen_encoder = False
+    return model
 
 
 def has_fast_cpu_path() -> bool:

@@ -63,7 +63,9 @@ ROWS: dict[str, Row] = {
     row.name: row
     for row in (
         Row(
-            "minimaxad_eager", "minimaxad", "MiniMaxADModel.forward, un-fused: encoder, bottleneck, decoder, map, score"
+            "minimaxad_eager",
+            "minimaxad",
+            "MiniMaxADModel.forward, un-fused (encoder included): encoder, bottleneck, decoder, map, score",
         ),
         Row(
             "minimaxad_fused_reference",
