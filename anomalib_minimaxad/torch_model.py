@@ -120,8 +120,7 @@ class MiniMaxADModel(nn.Module):
         self.is_reparameterized = False
         #: Compute the frozen encoder's features with a fused copy of it while this model is not fused (same
         #: values to float rounding, ~2.5x faster on CPU; for N 33 MiB, plus 27 MiB of oneDNN-layout weights
-        #: on CPU). ``False`` runs ``self.encoder`` itself, e.g. for forward hooks on its modules, which the
-        #: copy does not have.
+        #: on CPU). ``False`` runs ``self.encoder`` itself, e.g. when forward hooks on its modules must run.
         self.fuse_frozen_encoder = True
         # (weights key, fused copy of the encoder); a plain list keeps it out of the module tree and state dict.
         self._fused_encoder: list[tuple[tuple, UniRepLKNetEncoder]] = []

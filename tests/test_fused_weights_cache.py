@@ -113,3 +113,18 @@ def test_packed_weights_are_dropped_with_the_model() -> None:
     assert not ids & set(fast_cpu._packed_weights)
     with torch.inference_mode():
         copied(torch.rand(1, 3, 64, 64))
+
+
+@needs_onednn
+def test_rejected_conv_falls_back_to_conv2d(monkeypatch: pytest.MonkeyPatch) -> None:
+    def rejecting(*_args: object) -> torch.Tensor:
+        msg = "could not create a primitive descriptor for a convolution forward propagation primitive"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(fast_cpu, "_ONEDNN_CONV", rejecting)
+    monkeypatch.setattr(fast_cpu, "_rejected_dtypes", set())
+    conv = nn.Conv2d(8, 8, kernel_size=3, padding=1)
+    x = torch.rand(1, 8, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(FastCPUConv2d.sharing_parameters(conv)(x), conv(x))
+    assert fast_cpu._rejected_dtypes == {torch.float32}  # the fast path is off for float32 from now on

@@ -60,7 +60,7 @@ _ONEDNN_CONV = (
 
 #: Weights in oneDNN's blocked layout, by ``id`` of the weight: (weak reference to it, (its version, storage,
 #: the operand shape the layout was chosen for), the blocked copy). oneDNN re-orders a plain weight at every call: for
-#: the bottleneck's 960 -> 640 conv that is 60% of its time. One entry per weight; dropped with the weight.
+#: the bottleneck's 960 -> 640 conv that was more than half of its time. One entry per weight; dropped with the weight.
 _packed_weights: dict[int, tuple[weakref.ref[torch.Tensor], tuple[int, ...], torch.Tensor]] = {}
 
 #: Operand dtypes oneDNN refused on this machine (e.g. an ISA without the kernel); not tried again.
@@ -188,8 +188,6 @@ def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     Same values as ``F.conv2d`` (the same oneDNN kernel, without re-ordering the weight at every call).
     Falls back to ``F.conv2d`` when oneDNN rejects the operands.
     """
-    if _ONEDNN_CONV is None:
-        return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     weight, shape = conv.weight, tuple(x.shape)
 
     def pack() -> torch.Tensor:
@@ -197,20 +195,21 @@ def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             weight.to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, list(shape)
         )
 
-    try:
-        return _ONEDNN_CONV(
-            x,
-            _packed(weight, shape, pack),
-            conv.bias,
-            list(conv.padding),
-            list(conv.stride),
-            list(conv.dilation),
-            conv.groups,
-            "none",
-            [],
-            "",
-        )
-    except RuntimeError as error:
-        _rejected_dtypes.add(x.dtype)
-        logger.warning("oneDNN's convolution rejected %s input (%s); using F.conv2d.", x.dtype, error)
-        return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if _ONEDNN_CONV is not None:
+        try:
+            return _ONEDNN_CONV(
+                x,
+                _packed(weight, shape, pack),
+                conv.bias,
+                list(conv.padding),
+                list(conv.stride),
+                list(conv.dilation),
+                conv.groups,
+                "none",
+                [],
+                "",
+            )
+        except RuntimeError as error:
+            _rejected_dtypes.add(x.dtype)
+            logger.warning("oneDNN's convolution rejected %s input (%s); using F.conv2d.", x.dtype, error)
+    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
