@@ -223,21 +223,21 @@ class MiniMaxADModel(nn.Module):
         The encoder is frozen and always in eval mode, so a re-parameterized copy computes its features (to
         float rounding) in training and un-fused evaluation too, about 2.5x faster on CPU. The copy is remade
         whenever an encoder tensor changes in place (``load_state_dict``), is replaced or moves to another
-        device or dtype: its key holds each tensor's version counter, storage, device and dtype. Compilers,
-        tracers and exporters get the encoder itself, and so do encoders of inference tensors (made under
-        ``torch.inference_mode``), which have no version counter.
+        device or dtype: its key holds each tensor's :func:`~.components.fast_cpu.version_key`, device and
+        dtype. Compilers, tracers and exporters get the encoder itself, and so do encoders of inference
+        tensors (made under ``torch.inference_mode``), which have no version counter.
         """
         if not self.fuse_frozen_encoder or self.is_reparameterized:
             return self.encoder
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return self.encoder
-        tensors = self.encoder.state_dict(keep_vars=True).values()
-        if any(t.is_inference() for t in tensors):
-            return self.encoder
-        key = tuple(
-            (t._version, t.data_ptr(), t.device, t.dtype)  # noqa: SLF001 - the in-place change counter
-            for t in tensors
-        )
+        key = []
+        for tensor in self.encoder.state_dict(keep_vars=True).values():
+            version = fast_cpu_kernels.version_key(tensor)
+            if version is None:
+                return self.encoder
+            key.append((*version, tensor.device, tensor.dtype))
+        key = tuple(key)
         if not self._fused_encoder or self._fused_encoder[0][0] != key:
             self._fused_encoder[:] = []  # drop the old copy before making the new one
             fused = copy.deepcopy(self.encoder)

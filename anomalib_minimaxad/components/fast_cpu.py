@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .layers import UniRepLKNetBlock
 
-__all__ = ["applies", "conv2d", "fused_block_forward", "is_available"]
+__all__ = ["applies", "conv2d", "fused_block_forward", "is_available", "version_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +80,27 @@ def is_available() -> bool:
     return _ONEDNN_LINEAR is not None and torch.backends.mkldnn.enabled
 
 
+def version_key(tensor: torch.Tensor) -> tuple[int, int] | None:
+    """``(in-place version counter, storage address)`` of ``tensor``: it changes when the values may have.
+
+    The key of what is cached from a weight (here and the fused copy of the frozen encoder): an in-place
+    change (``load_state_dict``, an optimizer step) or a new storage makes it differ. ``None`` for inference
+    tensors (made under ``torch.inference_mode``), which have no version counter: cache nothing from them.
+    """
+    if tensor.is_inference():
+        return None
+    return tensor._version, tensor.data_ptr()  # noqa: SLF001 - the in-place change counter
+
+
 def _packed(weight: torch.Tensor, shape: tuple[int, ...], pack: Callable[[], torch.Tensor]) -> torch.Tensor:
     """``weight`` in oneDNN's layout for operands of ``shape``, made by ``pack`` unless cached.
 
-    The cache key holds the weight's version counter and storage, so an in-place change (``load_state_dict``,
-    an optimizer step) re-packs it instead of computing with the old values. Inference tensors (made under
-    ``torch.inference_mode``) have no version counter: they are returned as they are, and oneDNN re-orders
-    them at every call.
+    Keyed by :func:`version_key`; inference tensors are returned as they are (oneDNN re-orders them per call).
     """
-    if weight.is_inference():
+    version = version_key(weight)
+    if version is None:
         return weight
-    key = (weight._version, weight.data_ptr(), *shape)  # noqa: SLF001 - the in-place change counter
+    key = (*version, *shape)
     entry = _packed_weights.get(id(weight))
     if entry is not None and entry[0]() is weight and entry[1] == key:
         return entry[2]
