@@ -30,7 +30,7 @@ from torch import nn
 
 from .anomaly_map import AnomalyMapGenerator, MapCombination, ScoreMode, Smoothing
 from .components import fast_cpu as fast_cpu_kernels
-from .components.layers import FastCPUConv2d, UniRepLKNetBlock
+from .components.layers import FastCPUConv2d, FastCPUConvTranspose2d, UniRepLKNetBlock
 from .components.networks import UNIREPLKNET_VARIANTS, Bottleneck, Decoder, UniRepLKNetEncoder, default_kernel_sizes
 from .components.pretrained import (
     CheckpointError,
@@ -326,13 +326,16 @@ def _prefixes(keys: Sequence[str]) -> str:
 
 
 def _use_fast_cpu_convs(root: nn.Module) -> None:
-    """Put a :class:`FastCPUConv2d` (same parameters) in place of every dense ``nn.Conv2d`` outside the blocks.
+    """Swap the dense and transposed convs outside the blocks for their fast-CPU subclasses (same parameters).
 
+    ``nn.Conv2d`` becomes :class:`FastCPUConv2d`, ``nn.ConvTranspose2d`` :class:`FastCPUConvTranspose2d`.
     The blocks' own convs are depthwise or run inside :func:`~.components.fast_cpu.fused_block_forward`.
     """
     for name, child in root.named_children():
         if type(child) is nn.Conv2d and child.groups == 1:
             setattr(root, name, FastCPUConv2d.sharing_parameters(child))
+        elif type(child) is nn.ConvTranspose2d:
+            setattr(root, name, FastCPUConvTranspose2d.sharing_parameters(child))
         elif not isinstance(child, UniRepLKNetBlock):
             _use_fast_cpu_convs(child)
 
@@ -341,7 +344,7 @@ def _prepare_fused(root: nn.Module, fast_cpu: bool) -> None:
     """Set up a re-parameterized network for the fast CPU path (``fast_cpu``) or for standard torch ops."""
     _use_fast_cpu_convs(root)
     for module in root.modules():
-        if isinstance(module, UniRepLKNetBlock | FastCPUConv2d):
+        if isinstance(module, UniRepLKNetBlock | FastCPUConv2d | FastCPUConvTranspose2d):
             module.fast_cpu = fast_cpu
     if fast_cpu and fast_cpu_kernels.is_available() and next(root.parameters()).device.type == "cpu":
         # Channels-last weights for the fast CPU path, whose activations are channels-last: oneDNN would

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from anomalib_minimaxad.components import FastCPUConv2d, fast_cpu
+from anomalib_minimaxad.components import FastCPUConv2d, FastCPUConvTranspose2d, fast_cpu
 from anomalib_minimaxad.torch_model import MiniMaxADModel
 
 from .conftest import TINY_DIMS, build_parity_model
@@ -99,6 +99,38 @@ def test_fast_cpu_conv_equals_conv2d(shape: tuple[int, ...]) -> None:
     with torch.inference_mode():
         for layout in (torch.contiguous_format, torch.channels_last):
             torch.testing.assert_close(fast(x.contiguous(memory_format=layout)), conv(x), atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize(("kernel", "bias", "shape"), [(2, False, (1, 16, 8, 8)), (3, True, (2, 16, 5, 7))])
+def test_fast_cpu_transposed_conv_equals_conv_transpose2d(kernel: int, bias: bool, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose2d(16, 24, kernel_size=kernel, stride=kernel, bias=bias)
+    fast = FastCPUConvTranspose2d.sharing_parameters(conv)
+    assert fast.weight is conv.weight
+    assert set(fast.state_dict()) == set(conv.state_dict())
+    x = torch.rand(shape)
+    calls = [0]
+    original = fast_cpu.conv_transpose2d
+
+    def counting(*args: object) -> torch.Tensor:
+        calls[0] += 1
+        return original(*args)
+
+    with pytest.MonkeyPatch.context() as patch, torch.inference_mode():
+        patch.setattr(fast_cpu, "conv_transpose2d", counting)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            torch.testing.assert_close(fast(x.contiguous(memory_format=layout)), conv(x), atol=1e-5, rtol=1e-5)
+    assert calls[0] == 2
+
+
+@needs_onednn
+def test_overlapping_transposed_conv_takes_torchs_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_cpu, "conv_transpose2d", None)  # would fail if called
+    conv = nn.ConvTranspose2d(8, 4, kernel_size=3, stride=2, padding=1, output_padding=1)
+    x = torch.rand(1, 8, 6, 6)
+    with torch.inference_mode():
+        torch.testing.assert_close(FastCPUConvTranspose2d.sharing_parameters(conv)(x), conv(x))
 
 
 @needs_onednn

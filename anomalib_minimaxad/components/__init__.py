@@ -10,7 +10,16 @@
 - :mod:`.pretrained`: finding, reading and checking checkpoints.
 """
 
-from .layers import GRN, DilatedReparamBlock, FastCPUConv2d, LayerNorm2d, SEBlock, UniRepLKNetBlock, fuse_conv_bn
+from .layers import (
+    GRN,
+    DilatedReparamBlock,
+    FastCPUConv2d,
+    FastCPUConvTranspose2d,
+    LayerNorm2d,
+    SEBlock,
+    UniRepLKNetBlock,
+    fuse_conv_bn,
+)
 from .networks import (
     UNIREPLKNET_VARIANTS,
     Bottleneck,
@@ -40,6 +49,7 @@ __all__ = [
     "Decoder",
     "DilatedReparamBlock",
     "FastCPUConv2d",
+    "FastCPUConvTranspose2d",
     "LayerNorm2d",
     "PretrainedWeightsUnavailableError",
     "SEBlock",

@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from timm.layers import DropPath
@@ -36,6 +38,7 @@ __all__ = [
     "ChannelsLast",
     "DilatedReparamBlock",
     "FastCPUConv2d",
+    "FastCPUConvTranspose2d",
     "LayerNorm2d",
     "SEBlock",
     "UniRepLKNetBlock",
@@ -90,8 +93,7 @@ class FastCPUConv2d(nn.Conv2d):
             padding_mode=conv.padding_mode,
             device="meta",
         )
-        fast.weight, fast.bias = conv.weight, conv.bias
-        return fast.train(conv.training)
+        return _with_parameters_of(fast, conv)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -104,6 +106,53 @@ class FastCPUConv2d(nn.Conv2d):
         if fast and fast_cpu.applies(x):
             return fast_cpu.conv2d(self, x)
         return super().forward(x)
+
+
+class FastCPUConvTranspose2d(nn.ConvTranspose2d):
+    """An ``nn.ConvTranspose2d`` (same parameters and state dict) that uses :func:`.fast_cpu.conv_transpose2d`.
+
+    Used where the kernel equals the stride (the decoder's 2x2 upsampling) and :func:`.fast_cpu.applies`;
+    elsewhere it computes ``nn.ConvTranspose2d.forward``.
+    """
+
+    @classmethod
+    def sharing_parameters(cls, conv: nn.ConvTranspose2d) -> FastCPUConvTranspose2d:
+        """A ``FastCPUConvTranspose2d`` with the configuration of ``conv`` and the same parameter tensors."""
+        fast = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.output_padding,
+            conv.groups,
+            bias=False,
+            dilation=conv.dilation,
+            padding_mode=conv.padding_mode,
+            device="meta",
+        )
+        return _with_parameters_of(fast, conv)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        #: Compute with :mod:`.fast_cpu` where it applies (eager float32 CPU inference).
+        self.fast_cpu = True
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        """The transposed convolution."""
+        fast = self.fast_cpu and output_size is None and fast_cpu.is_pixel_shuffle_transpose(self)
+        if fast and fast_cpu.applies(x):
+            return fast_cpu.conv_transpose2d(self, x)
+        return super().forward(x, output_size)
+
+
+_FastConv = TypeVar("_FastConv", FastCPUConv2d, FastCPUConvTranspose2d)
+
+
+def _with_parameters_of(fast: _FastConv, conv: nn.Module) -> _FastConv:
+    """``fast`` (made on the meta device) with the parameter tensors and train/eval mode of ``conv``."""
+    fast.weight, fast.bias = conv.weight, conv.bias
+    return fast.train(conv.training)
 
 
 class GRN(nn.Module):
