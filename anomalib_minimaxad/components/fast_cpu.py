@@ -242,8 +242,9 @@ def conv_transpose2d(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a :func:`is_pixel_shuffle_transpose` conv (where :func:`applies`), as one GEMM and one copy.
 
     Every input pixel's patch is ``x[pixel] @ weight``: one oneDNN inner product over all pixels (cached weight
-    in its layout) gives the patches, and one copy puts them in place (a channels-last result). torch's
-    transposed convolution takes 1.5-7x as long on these shapes (measured on an AVX-512 CPU, 2 threads).
+    in its layout) gives the patches, and one copy puts them in place (a channels-last result). On the
+    decoder's shapes at 256 px that was 60-120 us less per call than torch's transposed convolution (~0.6 ms),
+    and up to 7x faster where torch's kernel gets a channels-last input with a contiguous weight (AVX-512, 2 threads).
     Falls back to ``F.conv_transpose2d`` when oneDNN rejects the operands.
     """
     batch, in_channels, height, width = x.shape
