@@ -277,3 +277,14 @@ def test_openvino_precision_quick(bench, tmp_path):
         assert record["median_ms"] > 0
         assert sum(record["profile"]["share_by_precision"].values()) == pytest.approx(1.0)
     assert variants["int8_ptq"]["profile"]["share_by_precision"].get("int8", 0) > 0.3  # the int8 graph runs int8
+
+
+@pytest.mark.slow  # export and NNCF calibration: ~20 s
+def test_speed_openvino_int8_runs_depthwise_convolutions_in_int8(bench, tmp_path):
+    # through Core.read_model on the ONNX file NNCF quantised the depthwise kernels per kernel column, and the
+    # CPU plugin ran all of them in f32 (the runtime graph calls depthwise and dense convolutions "Convolution")
+    result = _run_speed(bench, tmp_path, "minimaxad_fused,openvino_int8")
+    rows = [r for r in result["results"] if r["row"] == "minimaxad_openvino_int8"]
+    assert rows
+    for row in rows:
+        assert set(row["layer_precisions"]["Convolution"]) <= {"i8", "u8"}, row["layer_precisions"]
