@@ -224,6 +224,8 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "cpu": cpu_name(),
+        # VMs often report only "AMD EPYC": family and model tell e.g. Zen 4 (25/17) from Zen 5 (26/...)
+        "cpu_family_model": [_cpuinfo_field("cpu family"), _cpuinfo_field("model")],
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "isa_flags": sorted(cpu_flags() & set(ISA_FLAGS)),
