@@ -577,7 +577,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
     machine = benchlib.machine_info(args.threads)
     machine["gemm_gflops"] = benchlib.measured_gemm_gflops(args.threads)
     print(f"{machine['cpu']} ({machine['isa']}), {args.threads} threads; fp32 peak estimate: {peak.assumption}")
-    print(f"fp32 GEMM rate measured (2048^3): {machine['gemm_gflops']:.0f} GFLOP/s")
     flops = minimaxad_flops(args.sizes, args.dims)
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
