@@ -71,6 +71,9 @@ def test_plain_path_where_the_fast_path_does_not_apply(monkeypatch: pytest.Monke
     calls = count_fast_calls(monkeypatch)
     model = fused_model()
     images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        model(images)
+    monkeypatch.setattr(fast_cpu, "_onednn_bf16", False)  # as on AVX2-only CPUs
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(images)
     block = model.decoder.stages[0][0]
@@ -82,6 +85,27 @@ def test_plain_path_where_the_fast_path_does_not_apply(monkeypatch: pytest.Monke
         fused_model(fast=False)(images)
     assert calls[0] == 0
     assert not fast_cpu.applies(features.double())
+
+
+@pytest.mark.skipif(not fast_cpu._onednn_bf16, reason="oneDNN has no bf16 kernels on this CPU")
+@pytest.mark.parametrize("batch", [1, 2])
+def test_bf16_autocast_fast_path_is_as_close_to_float32_as_plain_autocast(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    calls = count_fast_calls(monkeypatch)
+    fast, plain = fused_model(fast=True), fused_model(fast=False)
+    images = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch))
+    with torch.inference_mode():
+        reference = plain(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours, autocast = fast(images), plain(images)
+    assert calls[0] > 0
+    assert ours.anomaly_map.dtype == torch.float32
+    for field in ("anomaly_map", "pred_score"):
+        ours_error = (getattr(ours, field) - getattr(reference, field)).abs().max()
+        autocast_error = (getattr(autocast, field) - getattr(reference, field)).abs().max()
+        assert ours_error < 2 * autocast_error + 1e-3, field
+        assert (getattr(ours, field) - getattr(autocast, field)).abs().max() < 0.01, field
 
 
 def test_missing_op_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:

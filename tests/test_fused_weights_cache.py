@@ -71,20 +71,33 @@ def test_hooks_on_the_encoder_fire_with_fuse_frozen_encoder_off() -> None:
 
 
 @needs_onednn
-def test_fused_model_follows_weights_loaded_after_fusing() -> None:
+@pytest.mark.parametrize(
+    "autocast",
+    [
+        False,
+        pytest.param(
+            True, marks=pytest.mark.skipif(not fast_cpu._onednn_bf16, reason="oneDNN has no bf16 kernels here")
+        ),
+    ],
+)
+def test_fused_model_follows_weights_loaded_after_fusing(autocast: bool) -> None:
+    # Under bf16 autocast the cached copies are bf16 casts of the weights: they follow the weights too.
     fused = build_parity_model().reparameterize()
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
-        fused(images)  # packs the weights of the first model
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        before = fused(images)  # packs the weights of the first model
     other = build_parity_model()
     with torch.no_grad():
         for parameter in other.parameters():
             parameter.mul_(1.1)
     other.reparameterize()
     fused.load_state_dict(other.state_dict())
-    with torch.inference_mode():
-        got, expected = fused(images), other.reparameterize(fast_cpu=False)(images)
-    torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, atol=1e-5, rtol=1e-4)
+    plain = other.reparameterize(fast_cpu=False)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got, expected = fused(images), plain(images)
+    tolerance = 4e-3 if autocast else 1e-5  # bf16 rounding of two different computations
+    assert (got.anomaly_map - before.anomaly_map).abs().max() > 5 * tolerance
+    torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, atol=tolerance, rtol=1e-4)
 
 
 @needs_onednn
@@ -99,6 +112,20 @@ def test_fast_cpu_conv_equals_conv2d(shape: tuple[int, ...]) -> None:
     with torch.inference_mode():
         for layout in (torch.contiguous_format, torch.channels_last):
             torch.testing.assert_close(fast(x.contiguous(memory_format=layout)), conv(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not fast_cpu._onednn_bf16, reason="oneDNN has no bf16 kernels on this CPU")
+def test_fast_cpu_convs_compute_in_bf16_under_autocast() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 24, kernel_size=3, stride=2, padding=1)
+    transposed = nn.ConvTranspose2d(16, 24, kernel_size=2, stride=2)
+    x = torch.rand(2, 16, 12, 12)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for plain in (conv, transposed):
+            fast = (FastCPUConv2d if plain is conv else FastCPUConvTranspose2d).sharing_parameters(plain)
+            got, expected = fast(x), plain(x)
+            assert got.dtype == expected.dtype == torch.bfloat16
+            torch.testing.assert_close(got.float(), expected.float(), atol=2e-2, rtol=1e-2)
 
 
 @needs_onednn
@@ -139,10 +166,10 @@ def test_packed_weights_are_dropped_with_the_model() -> None:
     with torch.inference_mode():
         model(torch.rand(1, 3, 64, 64))
     ids = {id(tensor) for tensor in model.parameters()}
-    assert ids & set(fast_cpu._packed_weights)
+    assert ids & {weight_id for weight_id, _ in fast_cpu._packed_weights}
     copied = copy.deepcopy(model)  # the cache is not part of the module: copies pack their own weights
     del model
-    assert not ids & set(fast_cpu._packed_weights)
+    assert not ids & {weight_id for weight_id, _ in fast_cpu._packed_weights}
     with torch.inference_mode():
         copied(torch.rand(1, 3, 64, 64))
 
