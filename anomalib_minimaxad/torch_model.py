@@ -203,7 +203,8 @@ class MiniMaxADModel(nn.Module):
         Args:
             fast_cpu: Let the fused blocks and dense convs use the oneDNN kernels of
                 :mod:`~anomalib_minimaxad.components.fast_cpu` in eager float32 CPU inference (same outputs,
-                about 2x faster, with a oneDNN-layout copy of most weights: ~107 MB more for MiniMaxAD-N);
+                about 2x faster, with a oneDNN-layout copy of most weights: ~107 MB more for MiniMaxAD-N) and
+                under bf16 autocast where oneDNN has bf16 kernels (bf16 copies of the weights);
                 ``False`` keeps standard torch operations everywhere.
         """
         for module in (self.encoder, self.bottleneck, self.decoder):

@@ -76,7 +76,7 @@ ROWS: dict[str, Row] = {
         ),
         Row(FUSED, "minimaxad", "after reparameterize() (BNs, branches, layer scales folded), with the fast CPU path"),
         Row("minimaxad_fused_cl", "minimaxad", "fused, model and input in channels_last memory format"),
-        Row("minimaxad_fused_bf16", "minimaxad", "fused under torch.autocast(bfloat16); map and score float32"),
+        Row("minimaxad_fused_bf16", "minimaxad", "fused under bf16 autocast (fast path in bf16); map, score float32"),
         Row("minimaxad_fused_fp16", "minimaxad", "fused under torch.autocast(float16), CUDA only"),
         Row(
             AUTHORS,

@@ -177,8 +177,11 @@ def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tenso
     dtype = compute_dtype(x)
     if dtype is None or block.pwconv1[1].weight.dtype != torch.float32:
         return block.forward_plain(x)
-    with torch.autocast("cpu", enabled=False):  # the operands are cast here, weights once
-        out = _fused_block(block, x.to(dtype))
+    if dtype == torch.float32:
+        out = _fused_block(block, x)
+    else:
+        with torch.autocast("cpu", enabled=False):  # the operands are cast here, weights once
+            out = _fused_block(block, x.to(dtype))
     return block.forward_plain(x) if out is None else out
 
 

@@ -74,7 +74,7 @@ class FastCPUConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` (same parameters and state dict) that uses :func:`.fast_cpu.conv2d` where it applies.
 
     :meth:`MiniMaxADModel.reparameterize <anomalib_minimaxad.torch_model.MiniMaxADModel.reparameterize>` puts
-    these in place of the dense convs of a fused model on CPU; elsewhere (training, autocast, exports, other
+    these in place of the dense convs of a fused model on CPU; elsewhere (training, float16 autocast, exports, other
     devices) they compute ``nn.Conv2d.forward``.
     """
 
@@ -97,7 +97,7 @@ class FastCPUConv2d(nn.Conv2d):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        #: Compute with :mod:`.fast_cpu` where it applies (eager float32 CPU inference).
+        #: Compute with :mod:`.fast_cpu` where it applies (eager CPU inference, float32 or bf16 autocast).
         self.fast_cpu = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,7 @@ class FastCPUConvTranspose2d(nn.ConvTranspose2d):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        #: Compute with :mod:`.fast_cpu` where it applies (eager float32 CPU inference).
+        #: Compute with :mod:`.fast_cpu` where it applies (eager CPU inference, float32 or bf16 autocast).
         self.fast_cpu = True
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
@@ -328,7 +328,7 @@ class UniRepLKNetBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         #: Set by :meth:`reparameterize`: BNs, branches, GRN bias and layer scale are folded in.
         self.is_fused = False
-        #: Once fused, compute with :mod:`.fast_cpu` where it applies (eager float32 CPU inference).
+        #: Once fused, compute with :mod:`.fast_cpu` where it applies (eager CPU inference, float32 or bf16 autocast).
         self.fast_cpu = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
