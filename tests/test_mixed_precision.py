@@ -29,6 +29,7 @@ from lightning.pytorch import Callback, seed_everything
 from torch.nn.modules.module import register_module_forward_hook
 
 from anomalib_minimaxad import MiniMaxAD
+from anomalib_minimaxad.components import fast_cpu
 from anomalib_minimaxad.demo.dataset import generate_demo_dataset
 from anomalib_minimaxad.loss import ADCLoss
 from anomalib_minimaxad.torch_model import MiniMaxADModel
@@ -85,6 +86,21 @@ class RecordingADCLoss(ADCLoss):
     def hard_elements(self, distance: torch.Tensor) -> tuple[torch.Tensor, str]:
         self.distance_dtypes.append(distance.dtype)
         return super().hard_elements(distance)
+
+
+@pytest.mark.parametrize("has_kernels", [True, False])
+def test_bf16_autocast_warns_where_it_is_emulated(monkeypatch: pytest.MonkeyPatch, has_kernels: bool) -> None:
+    monkeypatch.setattr(fast_cpu, "_onednn_bf16", has_kernels)
+    model = MiniMaxADModel(dims=DIMS).eval()
+    images = torch.rand(1, 3, 64, 64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            model(images)  # float32: never a warning
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(images)
+    emulated = [w for w in caught if "without oneDNN bf16 kernels" in str(w.message)]
+    assert len(emulated) == (0 if has_kernels else 1)
 
 
 def test_adc_quantile_stays_float32_under_autocast() -> None:
