@@ -180,7 +180,7 @@ def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tenso
       with AVX2 they stay NHWC (there NCHW falls back to an im2col GEMM, 20-45x slower);
     - batches run the Linear/GELU/GRN/Linear part one sample at a time, to stay in cache;
     - under bf16 autocast the convs, Linears and residual stream run in bf16 with cached bf16 weights
-      (autocast would cast every weight at every call); the SE gate and GRN's norms are summed in float32.
+      (autocast would cast every weight at every call); the SE gate and GRN's scale are computed in float32.
 
     Falls back to ``block.forward_plain(x)`` when oneDNN rejects the operands.
     """
