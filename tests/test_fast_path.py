@@ -87,7 +87,7 @@ def test_plain_path_where_the_fast_path_does_not_apply(monkeypatch: pytest.Monke
     assert not fast_cpu.applies(features.double())
 
 
-@pytest.mark.skipif(not fast_cpu._onednn_bf16, reason="oneDNN has no bf16 kernels on this CPU")
+@pytest.mark.skipif(not fast_cpu.has_bf16_kernels(), reason="oneDNN has no bf16 kernels on this CPU")
 @pytest.mark.parametrize("batch", [1, 2])
 def test_bf16_autocast_fast_path_is_as_close_to_float32_as_plain_autocast(
     monkeypatch: pytest.MonkeyPatch, batch: int

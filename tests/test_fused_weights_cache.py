@@ -76,7 +76,7 @@ def test_hooks_on_the_encoder_fire_with_fuse_frozen_encoder_off() -> None:
     [
         False,
         pytest.param(
-            True, marks=pytest.mark.skipif(not fast_cpu._onednn_bf16, reason="oneDNN has no bf16 kernels here")
+            True, marks=pytest.mark.skipif(not fast_cpu.has_bf16_kernels(), reason="oneDNN has no bf16 kernels here")
         ),
     ],
 )
@@ -114,7 +114,7 @@ def test_fast_cpu_conv_equals_conv2d(shape: tuple[int, ...]) -> None:
             torch.testing.assert_close(fast(x.contiguous(memory_format=layout)), conv(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not fast_cpu._onednn_bf16, reason="oneDNN has no bf16 kernels on this CPU")
+@pytest.mark.skipif(not fast_cpu.has_bf16_kernels(), reason="oneDNN has no bf16 kernels on this CPU")
 def test_fast_cpu_convs_compute_in_bf16_under_autocast() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 24, kernel_size=3, stride=2, padding=1)
