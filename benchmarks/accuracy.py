@@ -257,6 +257,30 @@ def load_paper(dataset: str) -> dict[str, Any]:
     return json.loads(PAPER_RESULTS.read_text(encoding="utf-8")).get("datasets", {}).get(dataset) or {}
 
 
+#: The categories the paper's figures of each dataset are computed over (its means average all of them).
+PAPER_CATEGORIES = {"mvtec": MVTEC_CATEGORIES, "visa": VISA_CATEGORIES}
+
+
+def describe_categories(categories: Sequence[str]) -> str:
+    """``"2 (brick, grass)"``: how many categories a run has, and which."""
+    return f"{len(categories)} ({', '.join(categories)})"
+
+
+def comparable_paper(paper: dict[str, Any], dataset: str | None, categories: Sequence[str]) -> str | None:
+    """Why the paper's figures must not stand beside a run over ``categories``, or None when they may.
+
+    A mean over another category set is another quantity (the unified MVTec AD preset on two categories is not
+    the paper's 15-category 98.7), so the paper's figures are shown only beside a run over exactly its categories.
+    """
+    expected = PAPER_CATEGORIES.get(dataset or "", ())
+    if not paper or set(categories) == set(expected):
+        return None
+    return (
+        f"Paper figures: not shown ('-'): paper: {len(expected)} categories of {dataset}; "
+        f"here: {describe_categories(categories)}; a mean over other categories is not the paper's."
+    )
+
+
 def summarize(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Mean of every metric per model."""
     means = {}
@@ -292,8 +316,6 @@ def print_report(
     print(f"\nCondition: {condition}")
     if paper:
         print(f"Paper figures: {paper.get('setting', '')}; {paper.get('source', '')}")
-    else:
-        print("Paper figures: none for this dataset ('-').")
 
 
 def write_outputs(out_dir: Path, dataset: str, payload: dict[str, Any]) -> Path:
@@ -523,9 +545,13 @@ def preset_metrics(scores: dict[str, float], prefix: str = "") -> dict[str, floa
 def run_preset_once(args: argparse.Namespace, workdir: Path, category: str | None) -> dict[str, Any]:
     """Build one run through anomalib's CLI parser, fit and test it with its Engine; metrics per category."""
     from anomalib.cli.cli import AnomalibCLI  # noqa: PLC0415
+    from lightning.pytorch import seed_everything  # noqa: PLC0415
 
     cli_args = preset_cli_args(args, workdir, category)
     print(f"anomalib {shlex.join(cli_args)}", flush=True)
+    # anomalib 2.7's CLI parses --seed_everything but never calls it: seed here, before the parser builds the
+    # model (initial weights) and the datamodule (split; the training order draws from torch's global generator).
+    seed_everything(args.seed, workers=True)
     cli = AnomalibCLI(cli_args, run=False)
     start = time.perf_counter()
     cli.engine.fit(model=cli.model, datamodule=cli.datamodule)
@@ -572,6 +598,8 @@ def run_preset(args: argparse.Namespace) -> Path:
     warnings.filterwarnings("ignore")
     multi = is_multi_category(args.preset_config)
     categories = None if multi else (args.categories or oneclass_categories(args.preset_config, args.root))
+    found = describe_categories(categories) if categories else "those the datamodule finds, printed at the end"
+    print(f"Categories: {found}", flush=True)
     mode = "one model for all categories" if multi else "one model per category"
     backbone = {None: "the preset's encoder weights", True: "ImageNet encoder", False: "RANDOMLY INITIALISED encoder"}
     overrides = {k: v for k, v in (("epochs", args.epochs), ("image_size", args.image_size), ("dims", args.dims)) if v}
@@ -589,10 +617,16 @@ def run_preset(args: argparse.Namespace) -> Path:
     mean = preset_mean(per_category)
     paper_dataset = PRESET_PAPER.get(args.preset)
     paper = load_paper(paper_dataset) if paper_dataset else {}
+    refusal = comparable_paper(paper, paper_dataset, list(per_category))
+    if refusal:
+        paper = {}
     print()
     print_preset_table(per_category, mean, paper)
     print(f"\nCondition: {condition}")
-    if paper:
+    print(f"Categories here: {describe_categories(list(per_category))}.")
+    if refusal:
+        print(refusal)
+    elif paper:
         verified = "checked against the paper" if paper.get("verified") else "NOT checked against the paper"
         print(f"Paper figures ({PAPER_RESULTS.name}, {paper_dataset}): {paper.get('setting', '')}; {verified}")
     else:
@@ -612,6 +646,7 @@ def run_preset(args: argparse.Namespace) -> Path:
         "mean": mean,
         "paper_dataset": paper_dataset,
         "paper": paper,
+        "paper_refused": refusal,
     }
     path = benchlib.write_json(benchlib.result_path(args.out_dir, f"accuracy_preset_{args.preset}"), payload)
     print(f"\nwrote {path}")
@@ -699,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         f"PatchCore (coreset {args.coreset_ratio}); seed {args.seed}; same datamodule and evaluator for all."
     )
     print(condition)
+    print(f"Categories: {describe_categories(categories)}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="minimaxad_accuracy_") as workdir:
         for category in categories:
@@ -707,7 +743,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 results.append(run_one(model_name, category, spec, root, args, Path(workdir)))
     means = summarize(results)
     paper = load_paper(args.dataset)
-    print_report(results, means, paper, condition)
+    refusal = comparable_paper(paper, args.dataset, categories)
+    print_report(results, means, {} if refusal else paper, condition)
+    print(f"Categories here: {describe_categories(categories)}.")
+    if refusal:
+        print(refusal)
+    elif not paper:
+        print("Paper figures: none for this dataset ('-').")
     payload = {
         "machine": benchlib.machine_info(args.threads),
         "dataset": args.dataset,
@@ -716,9 +758,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "protocol_source": spec.protocol_source,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "metrics": {c: f"anomalib {k} on engine.test(), in percent" for c, k in METRICS.items()},
+        "categories": categories,
         "results": results,
         "means": means,
-        "paper": paper,
+        "paper": {} if refusal else paper,
+        "paper_refused": refusal,
     }
     path = write_outputs(args.out_dir, args.dataset, payload)
     print(f"\nwrote {path} and {path.with_suffix('.csv').name}")
