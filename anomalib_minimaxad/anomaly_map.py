@@ -32,8 +32,6 @@ Example:
     (torch.Size([2, 1, 64, 64]), torch.Size([2]))
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from enum import Enum
 from typing import Literal
@@ -89,11 +87,12 @@ def cosine_distance_map(
     """Combine per-level ``1 - cosine similarity`` maps at ``image_size``.
 
     Args:
-        encoder_features: Feature maps ``(B, C_l, h_l, w_l)`` per level.
-        decoder_features: Reconstructions of the same shapes.
-        image_size: ``(H, W)`` of the output map.
-        interpolation: ``"nearest"`` (loss) or ``"bilinear"`` with ``align_corners=True`` (evaluation).
-        reduction: ``"sum"`` (loss) or ``"mean"`` (evaluation) over the levels.
+        encoder_features (Sequence[torch.Tensor]): Feature maps ``(B, C_l, h_l, w_l)`` per level.
+        decoder_features (Sequence[torch.Tensor]): Reconstructions of the same shapes.
+        image_size (Sequence[int]): ``(H, W)`` of the output map.
+        interpolation (Literal['nearest', 'bilinear']): ``"nearest"`` (loss) or ``"bilinear"`` with
+            ``align_corners=True`` (evaluation).
+        reduction (Literal['sum', 'mean']): ``"sum"`` (loss) or ``"mean"`` (evaluation) over the levels.
 
     Returns:
         Map of shape ``(B, 1, H, W)``.
@@ -147,13 +146,13 @@ class AnomalyMapGenerator(nn.Module):
     """Evaluation-time anomaly map and image score.
 
     Args:
-        kernel_size: Side of the ``"kernel"`` smoothing Gaussian (odd). 0 or 1 disables that smoothing;
+        kernel_size (int): Side of the ``"kernel"`` smoothing Gaussian (odd). 0 or 1 disables that smoothing;
             ignored by ``"full"``, whose side is ``2 * int(4 * sigma + 0.5) + 1``.
-        sigma: Standard deviation of the Gaussian, in pixels.
-        score_mode: ``"top_ratio"`` or ``"max"``.
-        score_ratio: Fraction of pixels averaged by ``"top_ratio"`` (at least one pixel).
-        map_combination: ``"mean"`` or ``"sum"`` of the per-level maps.
-        smoothing: ``"kernel"`` (zero-padded ``kernel_size`` Gaussian) or ``"full"`` (scipy's
+        sigma (float): Standard deviation of the Gaussian, in pixels.
+        score_mode (ScoreMode | str): ``"top_ratio"`` or ``"max"``.
+        score_ratio (float): Fraction of pixels averaged by ``"top_ratio"`` (at least one pixel).
+        map_combination (MapCombination | str): ``"mean"`` or ``"sum"`` of the per-level maps.
+        smoothing (Smoothing | str): ``"kernel"`` (zero-padded ``kernel_size`` Gaussian) or ``"full"`` (scipy's
             ``gaussian_filter(sigma=sigma)`` with reflect borders).
 
     Example:
@@ -219,7 +218,10 @@ class AnomalyMapGenerator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the smoothed anomaly map ``(B, 1, H, W)`` and the image scores ``(B,)``."""
         combined = cosine_distance_map(
-            encoder_features, decoder_features, image_size, reduction=self.map_combination.value
+            encoder_features,
+            decoder_features,
+            image_size,
+            reduction=self.map_combination.value,
         )
         anomaly_map = self.smooth(combined)
         return anomaly_map, self.score(anomaly_map)

@@ -21,8 +21,6 @@ Example:
     >>> loss.backward()
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from enum import Enum
@@ -55,8 +53,8 @@ def quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     ``torch.quantile`` does.
 
     Args:
-        values: Any tensor; it is flattened.
-        q: Quantile in ``[0, 1]``.
+        values (torch.Tensor): Any tensor; it is flattened.
+        q (float): Quantile in ``[0, 1]``.
 
     Returns:
         0-d tensor.
@@ -145,8 +143,8 @@ class ADCLoss(MiniMaxADLoss):
     16 per threshold, keep ``train_batch_size: 16`` per process.
 
     Args:
-        p_hard: Quantile of ``M`` for the hard-mining threshold.
-        p_lim: Quantile of ``A`` used when too few elements pass; sets ``num_lim``.
+        p_hard (float): Quantile of ``M`` for the hard-mining threshold.
+        p_lim (float): Quantile of ``A`` used when too few elements pass; sets ``num_lim``.
     """
 
     def __init__(self, p_hard: float = 0.9999, p_lim: float = 0.9995) -> None:
@@ -183,7 +181,7 @@ class ADCLoss(MiniMaxADLoss):
 class GlobalCosineLoss(MiniMaxADLoss):
     """Global cosine loss (MiniMaxAD-fp): per level the batch mean of ``1 - cos`` of flattened features, summed."""
 
-    def compute(
+    def compute(  # noqa: PLR6301 - overrides MiniMaxADLoss.compute
         self,
         encoder_features: Sequence[torch.Tensor],
         decoder_features: Sequence[torch.Tensor],
@@ -213,7 +211,7 @@ class LocalHardMiningLoss(MiniMaxADLoss):
     """Ablation ``L_local-hm``: mean of ``M**2`` over the elements at or above its ``p_lim`` quantile.
 
     Args:
-        p_lim: Quantile of ``M**2`` above which elements are averaged.
+        p_lim (float): Quantile of ``M**2`` above which elements are averaged.
     """
 
     def __init__(self, p_lim: float = 0.9995) -> None:

@@ -15,8 +15,6 @@ Example:
     PosixPath('exports/weights/openvino/model.xml')
 """
 
-from __future__ import annotations
-
 import logging
 import tempfile
 from collections.abc import Callable, Iterable
@@ -46,7 +44,7 @@ QUANTIZED_COMPRESSIONS = frozenset({CompressionType.INT8_PTQ, CompressionType.IN
 RECOMMENDED_CALIBRATION_IMAGES = 300
 
 
-def smoothing_convolutions(model: ov.Model) -> list[str]:
+def smoothing_convolutions(model: "ov.Model") -> list[str]:
     """Names of the single-channel convolutions closest to the ``anomaly_map`` output: the Gaussian smoothing.
 
     Walks back from the output and stops at the first convolution of each path (the decoder lies beyond);
@@ -67,17 +65,23 @@ def smoothing_convolutions(model: ov.Model) -> list[str]:
     return found
 
 
-def smoothing_ignored_scope(model: ov.Model) -> nncf.IgnoredScope:
+def smoothing_ignored_scope(model: "ov.Model") -> "nncf.IgnoredScope":
     """NNCF ignored scope that keeps the anomaly-map smoothing of ``model`` in float (empty without one)."""
-    import nncf  # noqa: PLC0415 - optional dependency, as in anomalib
+    import nncf
 
     return nncf.IgnoredScope(names=smoothing_convolutions(model))
 
 
 def _check_quantization_arguments(
-    compression_type: CompressionType, datamodule: AnomalibDataModule | None, max_drop: float
-) -> None:
-    """Refuse a compression that does not quantise, a missing datamodule, or a ``max_drop`` outside ``[0, 1]``."""
+    compression_type: CompressionType,
+    datamodule: AnomalibDataModule | None,
+    max_drop: float,
+) -> AnomalibDataModule:
+    """Refuse a compression that does not quantise, a missing datamodule, or a ``max_drop`` outside ``[0, 1]``.
+
+    Returns:
+        AnomalibDataModule: ``datamodule``, known to be there.
+    """
     if compression_type not in QUANTIZED_COMPRESSIONS:
         choices = sorted(compression.value for compression in QUANTIZED_COMPRESSIONS)
         msg = f"compression_type must be one of {choices}, got {compression_type!r}."
@@ -86,15 +90,16 @@ def _check_quantization_arguments(
         msg = f"compression_type {compression_type.value} needs a datamodule: its validation images calibrate."
         raise ValueError(msg)
     check_number("max_drop", max_drop, low=0, high=1)
+    return datamodule
 
 
 def quantize_openvino(
-    model: ov.Model,
+    model: "ov.Model",
     compression_type: CompressionType,
     datamodule: AnomalibDataModule | None,
     metric: Metric | None = None,
     max_drop: float = 0.01,
-) -> ov.Model:
+) -> "ov.Model":
     """Quantise a float MiniMaxAD OpenVINO model to INT8, keeping the map smoothing in float.
 
     Calibrates on the datamodule's validation images (raw, as the graph takes them), like anomalib.
@@ -102,11 +107,11 @@ def quantize_openvino(
     ``Engine.export``) and gives back to float the layers that cost more than ``max_drop`` of it.
 
     Args:
-        model: The float model, as ``openvino.convert_model`` returns it.
-        compression_type: ``CompressionType.INT8_PTQ`` or ``CompressionType.INT8_ACQ``.
-        datamodule: Calibration (and, for ``INT8_ACQ``, validation) data.
-        metric: Metric of ``INT8_ACQ``, higher is better. Defaults to the image F1 score.
-        max_drop: Largest absolute drop of ``metric`` that ``INT8_ACQ`` accepts, in ``[0, 1]``.
+        model (ov.Model): The float model, as ``openvino.convert_model`` returns it.
+        compression_type (CompressionType): ``CompressionType.INT8_PTQ`` or ``CompressionType.INT8_ACQ``.
+        datamodule (AnomalibDataModule | None): Calibration (and, for ``INT8_ACQ``, validation) data.
+        metric (Metric | None): Metric of ``INT8_ACQ``, higher is better. Defaults to the image F1 score.
+        max_drop (float): Largest absolute drop of ``metric`` that ``INT8_ACQ`` accepts, in ``[0, 1]``.
 
     Returns:
         The quantised model.
@@ -120,9 +125,9 @@ def quantize_openvino(
         >>> float_model = ov.Core().read_model("exports/weights/openvino/model.xml")  # doctest: +SKIP
         >>> int8_model = quantize_openvino(float_model, CompressionType.INT8_PTQ, datamodule)  # doctest: +SKIP
     """
-    import nncf  # noqa: PLC0415 - optional dependency, as in anomalib
+    import nncf
 
-    _check_quantization_arguments(compression_type, datamodule, max_drop)
+    datamodule = _check_quantization_arguments(compression_type, datamodule, max_drop)
     datamodule.setup("fit")
     model_input = model.input(0)
     if model_input.partial_shape[0].is_static:
@@ -194,12 +199,16 @@ def export_quantized_openvino(
     """
     # Before the float export, which takes seconds to minutes.
     _check_quantization_arguments(compression_type, datamodule, max_drop)
-    import openvino as ov  # noqa: PLC0415 - optional dependency, as in anomalib
+    import openvino as ov
 
     with tempfile.TemporaryDirectory(prefix="minimaxad-float-export-") as float_root:
         float_xml = Path(export_float(Path(float_root)))
         quantized = quantize_openvino(
-            ov.Core().read_model(str(float_xml)), compression_type, datamodule, metric, max_drop
+            ov.Core().read_model(str(float_xml)),
+            compression_type,
+            datamodule,
+            metric,
+            max_drop,
         )
         target = Path(export_root) / float_xml.relative_to(float_root)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,6 @@ Example:
     (torch.Size([2, 1, 64, 64]), torch.Size([2]))
 """
 
-from __future__ import annotations
-
 import contextlib
 import copy
 import logging
@@ -62,16 +60,17 @@ class MiniMaxADModel(nn.Module):
     resized to the encoder's with nearest interpolation, as the paper does.
 
     Args:
-        backbone: UniRepLKNet size, a key of ``UNIREPLKNET_VARIANTS`` (``unireplknet_n``).
-        dims: Override of the 4 widths (e.g. small widths for tests).
-        depths: Override of the 4 depths.
-        kernel_sizes: Override of the per-block kernel sizes.
-        gaussian_kernel_size: Side of the smoothing kernel of the anomaly map.
-        gaussian_sigma: Sigma of the smoothing kernel.
-        score_mode: ``"top_ratio"`` (mean of the top pixels) or ``"max"``.
-        score_ratio: Fraction of pixels averaged by ``"top_ratio"``.
-        map_combination: ``"mean"`` or ``"sum"`` of the per-level maps (see :class:`AnomalyMapGenerator`).
-        smoothing: ``"kernel"`` (zero-padded ``gaussian_kernel_size`` Gaussian) or ``"full"`` (scipy's
+        backbone (str): UniRepLKNet size, a key of ``UNIREPLKNET_VARIANTS`` (``unireplknet_n``).
+        dims (Sequence[int] | None): Override of the 4 widths (e.g. small widths for tests).
+        depths (Sequence[int] | None): Override of the 4 depths.
+        kernel_sizes (Sequence[Sequence[int]] | None): Override of the per-block kernel sizes.
+        gaussian_kernel_size (int): Side of the smoothing kernel of the anomaly map.
+        gaussian_sigma (float): Sigma of the smoothing kernel.
+        score_mode (ScoreMode | str): ``"top_ratio"`` (mean of the top pixels) or ``"max"``.
+        score_ratio (float): Fraction of pixels averaged by ``"top_ratio"``.
+        map_combination (MapCombination | str): ``"mean"`` or ``"sum"`` of the per-level maps (see
+            :class:`AnomalyMapGenerator`).
+        smoothing (Smoothing | str): ``"kernel"`` (zero-padded ``gaussian_kernel_size`` Gaussian) or ``"full"`` (scipy's
             ``gaussian_filter`` with reflect borders).
     """
 
@@ -114,7 +113,12 @@ class MiniMaxADModel(nn.Module):
         self.bottleneck = Bottleneck(self.dims)
         self.decoder = Decoder(self.dims, self.depths, kernel_sizes)
         self.anomaly_map_generator = AnomalyMapGenerator(
-            gaussian_kernel_size, gaussian_sigma, score_mode, score_ratio, map_combination, smoothing
+            gaussian_kernel_size,
+            gaussian_sigma,
+            score_mode,
+            score_ratio,
+            map_combination,
+            smoothing,
         )
         self.encoder.requires_grad_(requires_grad=False)
         self.encoder.eval()
@@ -126,7 +130,7 @@ class MiniMaxADModel(nn.Module):
         # (weights key, fused copy of the encoder); a plain list keeps it out of the module tree and state dict.
         self._fused_encoder: list[tuple[tuple, UniRepLKNetEncoder]] = []
 
-    def train(self, mode: bool = True) -> MiniMaxADModel:
+    def train(self, mode: bool = True) -> "MiniMaxADModel":
         """Set training mode; the frozen encoder always stays in eval mode."""
         super().train(mode)
         self.encoder.eval()
@@ -165,7 +169,9 @@ class MiniMaxADModel(nn.Module):
         autocast = images.device.type if torch.is_autocast_enabled(images.device.type) else None
         with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
             anomaly_map, pred_score = self.anomaly_map_generator(
-                _as_float32(encoder_features), _as_float32(decoder_features), images.shape[-2:]
+                _as_float32(encoder_features),
+                _as_float32(decoder_features),
+                images.shape[-2:],
             )
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
@@ -199,13 +205,14 @@ class MiniMaxADModel(nn.Module):
             raise TypeError(msg)
 
     @torch.no_grad()
-    def reparameterize(self, fast_cpu: bool = True) -> MiniMaxADModel:
+    def reparameterize(self, fast_cpu: bool = True) -> "MiniMaxADModel":
         """Fuse branches and BNs of encoder, bottleneck and decoder for inference (eval-mode outputs unchanged).
 
         Args:
-            fast_cpu: Let the fused blocks and dense convs use the oneDNN kernels of
-                :mod:`~anomalib_minimaxad.components.fast_cpu` in eager float32 CPU inference (same outputs,
-                about 2x faster, with a oneDNN-layout copy of most weights: ~107 MB more for MiniMaxAD-N) and
+            fast_cpu (bool): Let the fused blocks and dense convs use the oneDNN kernels of
+                :mod:`~anomalib_minimaxad.components.fast_cpu` in eager float32 CPU inference
+                (same outputs, about 2x faster, with a oneDNN-layout copy of most weights: ~107 MB more for
+                MiniMaxAD-N) and
                 under bf16 autocast where oneDNN has bf16 kernels (bf16 copies of the weights);
                 ``False`` keeps standard torch operations everywhere.
         """
@@ -216,7 +223,7 @@ class MiniMaxADModel(nn.Module):
         self.is_reparameterized = True
         return self.eval()
 
-    def fused_copy(self, fast_cpu: bool = True) -> MiniMaxADModel:
+    def fused_copy(self, fast_cpu: bool = True) -> "MiniMaxADModel":
         """A re-parameterized copy for inference (see :meth:`reparameterize`); this model stays trainable."""
         return copy.deepcopy(self, {id(self._fused_encoder): []}).reparameterize(fast_cpu=fast_cpu)
 
@@ -234,13 +241,13 @@ class MiniMaxADModel(nn.Module):
             return self.encoder
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return self.encoder
-        key = []
+        versions = []
         for tensor in self.encoder.state_dict(keep_vars=True).values():
             version = fast_cpu_kernels.version_key(tensor)
             if version is None:
                 return self.encoder
-            key.append((*version, tensor.device, tensor.dtype))
-        key = tuple(key)
+            versions.append((*version, tensor.device, tensor.dtype))
+        key = tuple(versions)
         if not self._fused_encoder or self._fused_encoder[0][0] != key:
             self._fused_encoder[:] = []  # drop the old copy before making the new one
             fused = copy.deepcopy(self.encoder)
@@ -253,7 +260,7 @@ class MiniMaxADModel(nn.Module):
         """Load ImageNet UniRepLKNet weights into the encoder.
 
         Args:
-            pre_trained: Path to the checkpoint, or ``True`` to look in ``$MINIMAXAD_WEIGHTS_DIR``
+            pre_trained (str | Path | bool): Path to the checkpoint, or ``True`` to look in ``$MINIMAXAD_WEIGHTS_DIR``
                 and then on the Hugging Face hub.
 
         Returns:
@@ -269,7 +276,10 @@ class MiniMaxADModel(nn.Module):
         ignored = load_module_state(self.encoder, state_dict, source, optional_prefixes=("norm0.", "norm1.", "norm2."))
         if ignored:
             logger.info(
-                "Ignored %d tensors of %s the encoder does not use: %s", len(ignored), source, _prefixes(ignored)
+                "Ignored %d tensors of %s the encoder does not use: %s",
+                len(ignored),
+                source,
+                _prefixes(ignored),
             )
         logger.info("Loaded ImageNet encoder weights from %s", source)
         return source

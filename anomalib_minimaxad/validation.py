@@ -14,8 +14,6 @@ Example:
     ValueError: lr_gamma must be in (0, 1], got -0.5.
 """
 
-from __future__ import annotations
-
 import math
 import numbers
 from collections.abc import Sequence
@@ -53,12 +51,12 @@ def check_number(
         ValueError: naming ``name``, the interval and the value (``NaN`` and infinities included).
     """
     interval = _interval(low, high, low_open, high_open)
-    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    inside = is_real and math.isfinite(value)
-    if inside and low is not None:
-        inside = value > low if low_open else value >= low
-    if inside and high is not None:
-        inside = value < high if high_open else value <= high
+    inside = False
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        number = float(value)
+        above = low is None or (number > low if low_open else number >= low)
+        below = high is None or (number < high if high_open else number <= high)
+        inside = above and below
     if not inside:
         msg = f"{name} must be in {interval}, got {value!r}."
         raise ValueError(msg)
@@ -108,13 +106,14 @@ def check_model_arguments(
     """Check the arguments of :class:`~anomalib_minimaxad.torch_model.MiniMaxADModel`.
 
     Args:
-        dims: 4 widths, at least 4 each (the SE blocks use a quarter of the width), or ``None``.
-        depths: 4 depths, at least 1 each, or ``None``.
-        kernel_sizes: Per-stage odd kernel sizes, or ``None``.
-        gaussian_kernel_size: 0 or 1 (no smoothing), or an odd side.
-        gaussian_sigma: Positive, finite.
-        score_ratio: In ``(0, 1]``.
-        choices: ``{argument name: (value, enum of the allowed values)}`` for the protocol options.
+        dims (Sequence[int] | None): 4 widths, at least 4 each (the SE blocks use a quarter of the width), or ``None``.
+        depths (Sequence[int] | None): 4 depths, at least 1 each, or ``None``.
+        kernel_sizes (Sequence[Sequence[int]] | None): Per-stage odd kernel sizes, or ``None``.
+        gaussian_kernel_size (int): 0 or 1 (no smoothing), or an odd side.
+        gaussian_sigma (float): Positive, finite.
+        score_ratio (float): In ``(0, 1]``.
+        choices (dict[str, tuple[object, type[Enum]]]): ``{argument name: (value, enum of the allowed values)}`` for the
+            protocol options.
 
     Raises:
         ValueError: naming the first argument that is wrong, and its value.
@@ -146,14 +145,14 @@ def check_map_arguments(
     kernel_size_name: str = "kernel_size",
     sigma_name: str = "sigma",
 ) -> None:
-    """Check the smoothing and score arguments of :class:`~anomalib_minimaxad.anomaly_map.AnomalyMapGenerator`.
+    """Check smoothing and score arguments of :class:`~anomalib_minimaxad.anomaly_map.AnomalyMapGenerator`.
 
     Args:
-        kernel_size: 0 or 1 (no smoothing), or an odd side.
-        sigma: Positive, finite.
-        score_ratio: In ``(0, 1]``.
-        kernel_size_name: How the caller names ``kernel_size`` in messages.
-        sigma_name: How the caller names ``sigma`` in messages.
+        kernel_size (int): 0 or 1 (no smoothing), or an odd side.
+        sigma (float): Positive, finite.
+        score_ratio (float): In ``(0, 1]``.
+        kernel_size_name (str): How the caller names ``kernel_size`` in messages.
+        sigma_name (str): How the caller names ``sigma`` in messages.
 
     Raises:
         ValueError: naming the first argument that is wrong, and its value.

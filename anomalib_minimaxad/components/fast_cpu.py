@@ -33,19 +33,16 @@ Example:
     True
 """
 
-from __future__ import annotations
-
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import nn
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from .layers import UniRepLKNetBlock
 
 __all__ = [
@@ -65,6 +62,15 @@ logger = logging.getLogger(__name__)
 #: ``None`` where this torch build lacks it.
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
+
+def _onednn_linear() -> Any:  # noqa: ANN401 - a torch.ops overload packet, untyped
+    """OneDNN's inner product; only reached where :func:`applies` found it, so its absence is a bug."""
+    if _ONEDNN_LINEAR is None:
+        msg = "this torch build has no torch.ops.mkldnn._linear_pointwise, yet the fused CPU path was taken"
+        raise RuntimeError(msg)
+    return _ONEDNN_LINEAR
+
+
 #: oneDNN's convolution, which takes a weight already in its blocked layout (``torch.compile``'s CPU conv kernel).
 _ONEDNN_CONV = (
     getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() else None
@@ -82,7 +88,7 @@ _rejected_dtypes: set[torch.dtype] = set()
 #: Whether oneDNN has bf16 kernels here: its AVX-512 (``avx512_core``) check, which honours ``ONEDNN_MAX_CPU_ISA``.
 #: Below it (AVX2 CPUs) bf16 autocast keeps the plain-torch path.
 _onednn_bf16: bool = _ONEDNN_LINEAR is not None and bool(
-    torch.ops.mkldnn._is_mkldnn_bf16_supported()  # noqa: SLF001 - this module's private oneDNN ops
+    torch.ops.mkldnn._is_mkldnn_bf16_supported(),  # noqa: SLF001 - this module's private oneDNN ops
 )
 
 #: Whether the 13x13 depthwise convolutions run on an NCHW copy. With AVX-512 oneDNN's NCHW depthwise kernel is
@@ -165,7 +171,7 @@ def applies(x: torch.Tensor) -> bool:
     return compute_dtype(x) is not None
 
 
-def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor:
+def fused_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Tensor:
     """The fused block's function, faster on CPUs (returns a channels-last tensor of :func:`compute_dtype`).
 
     - both Linears run as oneDNN inner products, the second with the residual add fused in (``F.linear``
@@ -195,7 +201,7 @@ def fused_block_forward(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tenso
     return block.forward_plain(x) if out is None else out
 
 
-def _fused_block(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor | None:
+def _fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Tensor | None:
     """:func:`fused_block_forward` in ``x.dtype``; ``None`` when oneDNN rejects the operands."""
     batch, channels, height, width = x.shape
     pixels, dtype = height * width, x.dtype
@@ -230,7 +236,12 @@ def _fused_block(block: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor | Non
     return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
-def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residual_rows: torch.Tensor) -> torch.Tensor:
+def _mlp(
+    block: "UniRepLKNetBlock",
+    nhwc: torch.Tensor,
+    gate: torch.Tensor,
+    residual_rows: torch.Tensor,
+) -> torch.Tensor:
     """``residual + Linear2(GRN(GELU(Linear1(y * gate))))`` for one sample: (1, H, W, C) -> (1, HW, C)."""
     _, height, width, channels = nhwc.shape
     pixels, dtype = height * width, nhwc.dtype
@@ -240,10 +251,12 @@ def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residu
     else:  # scale while transposing to NHWC, in one pass
         rows = torch.empty((pixels, channels), dtype=dtype)
         torch.mul(
-            nhwc.reshape(height, width, channels), gate.view(1, 1, channels), out=rows.view(height, width, channels)
+            nhwc.reshape(height, width, channels),
+            gate.view(1, 1, channels),
+            out=rows.view(height, width, channels),
         )
         weight1 = _packed_linear_weight(linear1.weight, pixels, dtype)
-    hidden = torch.ops.aten.gelu_(_ONEDNN_LINEAR(rows, weight1, _cast(linear1.bias, dtype), "none", [], ""))
+    hidden = torch.ops.aten.gelu_(_onednn_linear()(rows, weight1, _cast(linear1.bias, dtype), "none", [], ""))
     spatial_norm = hidden.square().sum(dim=0).float().sqrt()
     scale = (grn.gamma.reshape(-1) * (spatial_norm / (spatial_norm.mean() + 1e-6)) + 1).to(dtype)
     if pixels > linear2.out_features:  # (h * s) @ W2^T == h @ (W2 * s)^T
@@ -252,7 +265,7 @@ def _mlp(block: UniRepLKNetBlock, nhwc: torch.Tensor, gate: torch.Tensor, residu
         hidden.mul_(scale)
         weight2 = _packed_linear_weight(linear2.weight, pixels, dtype)
     residual = residual_rows.reshape(pixels, channels)
-    out = _ONEDNN_LINEAR.binary(hidden, residual, weight2, _cast(linear2.bias, dtype), "add")
+    out = _onednn_linear().binary(hidden, residual, weight2, _cast(linear2.bias, dtype), "add")
     return out.view(1, pixels, channels)
 
 
@@ -336,9 +349,11 @@ def conv_transpose2d(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
 
     if dtype is None:
         return F.conv_transpose2d(x, weight, conv.bias, conv.stride)
-    bias = None if conv.bias is None else _cast(conv.bias, dtype).repeat(kernel_h * kernel_w)
+    bias = _cast(conv.bias, dtype)
+    if bias is not None:
+        bias = bias.repeat(kernel_h * kernel_w)
     try:
-        patches = _ONEDNN_LINEAR(
+        patches = _onednn_linear()(
             x.to(dtype).permute(0, 2, 3, 1).reshape(rows, in_channels),
             _packed(weight, f"transposed-conv-{dtype}", (rows,), pack),
             bias,

@@ -21,8 +21,6 @@ Example:
     True
 """
 
-from __future__ import annotations
-
 from typing import TypeVar
 
 import torch
@@ -62,7 +60,10 @@ class LayerNorm2d(nn.LayerNorm):
             # One kernel on the NHWC view (same mean and biased variance), for the channels-last activations of
             # the fast CPU path.
             return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps).permute(
-                0, 3, 1, 2
+                0,
+                3,
+                1,
+                2,
             )
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
@@ -73,13 +74,13 @@ class LayerNorm2d(nn.LayerNorm):
 class FastCPUConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` (same parameters and state dict) that uses :func:`.fast_cpu.conv2d` where it applies.
 
-    :meth:`MiniMaxADModel.reparameterize <anomalib_minimaxad.torch_model.MiniMaxADModel.reparameterize>` puts
-    these in place of the dense convs of a fused model on CPU; elsewhere (training, float16 autocast, exports, other
-    devices) they compute ``nn.Conv2d.forward``.
+    :meth:`MiniMaxADModel.reparameterize <anomalib_minimaxad.torch_model.MiniMaxADModel.reparameterize>`
+    puts these in place of the dense convs of a fused model on CPU; elsewhere (training, float16 autocast, exports,
+    other devices) they compute ``nn.Conv2d.forward``.
     """
 
     @classmethod
-    def sharing_parameters(cls, conv: nn.Conv2d) -> FastCPUConv2d:
+    def sharing_parameters(cls, conv: nn.Conv2d) -> "FastCPUConv2d":
         """A ``FastCPUConv2d`` with the configuration of ``conv`` and the same parameter tensors."""
         fast = cls(
             conv.in_channels,
@@ -116,7 +117,7 @@ class FastCPUConvTranspose2d(nn.ConvTranspose2d):
     """
 
     @classmethod
-    def sharing_parameters(cls, conv: nn.ConvTranspose2d) -> FastCPUConvTranspose2d:
+    def sharing_parameters(cls, conv: nn.ConvTranspose2d) -> "FastCPUConvTranspose2d":
         """A ``FastCPUConvTranspose2d`` with the configuration of ``conv`` and the same parameter tensors."""
         fast = cls(
             conv.in_channels,
@@ -194,7 +195,7 @@ class SEBlock(nn.Module):
 class ChannelsLast(nn.Module):
     """``(N, C, H, W)`` -> ``(N, H, W, C)``; a module so that state-dict indices match upstream."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: PLR6301 - nn.Module's hook
         """Permute."""
         return x.permute(0, 2, 3, 1)
 
@@ -202,7 +203,7 @@ class ChannelsLast(nn.Module):
 class ChannelsFirst(nn.Module):
     """``(N, H, W, C)`` -> ``(N, C, H, W)``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: PLR6301 - nn.Module's hook
         """Permute."""
         return x.permute(0, 3, 1, 2)
 
@@ -261,12 +262,23 @@ class DilatedReparamBlock(nn.Module):
             raise ValueError(msg)
         self.branches = _DILATED_BRANCHES[kernel_size]
         self.lk_origin = nn.Conv2d(
-            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False
+            channels,
+            channels,
+            kernel_size,
+            padding=kernel_size // 2,
+            groups=channels,
+            bias=False,
         )
         self.origin_bn: nn.BatchNorm2d | None = nn.BatchNorm2d(channels)
         for k, r in self.branches:
             conv = nn.Conv2d(
-                channels, channels, k, padding=(r * (k - 1) + 1) // 2, dilation=r, groups=channels, bias=False
+                channels,
+                channels,
+                k,
+                padding=(r * (k - 1) + 1) // 2,
+                dilation=r,
+                groups=channels,
+                bias=False,
             )
             self.add_module(f"dil_conv_k{k}_{r}", conv)
             self.add_module(f"dil_bn_k{k}_{r}", nn.BatchNorm2d(channels))
@@ -367,7 +379,8 @@ class UniRepLKNetBlock(nn.Module):
             # GRN's bias passes through the linear layer: b' = W @ beta.
             linear_bias = linear.weight @ grn.beta.reshape(-1) if grn.beta is not None else 0.0
             fused = nn.Linear(linear.in_features, linear.out_features, bias=True).to(
-                linear.weight.device, linear.weight.dtype
+                linear.weight.device,
+                linear.weight.dtype,
             )
             fused.weight.data = linear.weight * (bn_scale * scale).reshape(-1, 1)
             fused.bias.data = (bn.bias + (linear_bias - bn.running_mean) * bn_scale) * scale

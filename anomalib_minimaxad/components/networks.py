@@ -27,8 +27,6 @@ Example:
     [16, 32, 64]
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,12 +115,13 @@ def _make_downsample_layers(in_chans: int, dims: Sequence[int]) -> nn.ModuleList
                 nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
                 LayerNorm2d(dims[0]),
             ),
-        ]
+        ],
     )
     for i in range(len(dims) - 1):
         layers.append(
             nn.Sequential(
-                nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1), LayerNorm2d(dims[i + 1])
+                nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(dims[i + 1]),
             ),
         )
     return layers
@@ -169,14 +168,15 @@ class UniRepLKNet(nn.Module):
     """The UniRepLKNet image classifier (4 stages, pooled LayerNorm, linear head).
 
     Args:
-        in_chans: Input channels.
-        num_classes: Classes of the head; 0 gives an identity head.
-        dims: Widths of the 4 stages.
-        depths: Blocks per stage.
-        kernel_sizes: Kernel size of every block; defaults to :func:`default_kernel_sizes`.
-        drop_path_rate: Stochastic depth, rising linearly to this value.
-        layer_scale_init_value: Initial layer-scale value.
-        head_init_scale: Multiplies the initial head weights.
+        in_chans (int): Input channels.
+        num_classes (int): Classes of the head; 0 gives an identity head.
+        dims (Sequence[int]): Widths of the 4 stages.
+        depths (Sequence[int]): Blocks per stage.
+        kernel_sizes (Sequence[Sequence[int]] | None): Kernel size of every block; defaults to
+            :func:`default_kernel_sizes`.
+        drop_path_rate (float): Stochastic depth, rising linearly to this value.
+        layer_scale_init_value (float): Initial layer-scale value.
+        head_init_scale (float): Multiplies the initial head weights.
 
     Example:
         >>> import timm, torch
@@ -239,10 +239,10 @@ class UniRepLKNetEncoder(nn.Module):
     weight 1 and bias 0 (plain channel LayerNorms), as in the authors' code.
 
     Args:
-        dims: Widths of the 4 UniRepLKNet stages (the 4th sizes the bottleneck only).
-        depths: Blocks per stage.
-        kernel_sizes: Per-block kernel sizes; defaults to :func:`default_kernel_sizes`.
-        in_chans: Input channels.
+        dims (Sequence[int]): Widths of the 4 UniRepLKNet stages (the 4th sizes the bottleneck only).
+        depths (Sequence[int]): Blocks per stage.
+        kernel_sizes (Sequence[Sequence[int]] | None): Per-block kernel sizes; defaults to :func:`default_kernel_sizes`.
+        in_chans (int): Input channels.
     """
 
     num_levels = 3
@@ -291,9 +291,9 @@ class Bottleneck(nn.Module):
     ``dims[3]`` channels and refined by ``depth`` small-kernel UniRepLKNet blocks.
 
     Args:
-        dims: The 4 UniRepLKNet widths.
-        depth: Number of blocks after the fusion.
-        kernel_size: Kernel size of those blocks.
+        dims (Sequence[int]): The 4 UniRepLKNet widths.
+        depth (int): Number of blocks after the fusion.
+        kernel_size (int): Kernel size of those blocks.
     """
 
     def __init__(self, dims: Sequence[int], depth: int = 2, kernel_size: int = 3) -> None:
@@ -333,9 +333,9 @@ class Decoder(nn.Module):
     has the width and kernel sizes of encoder stage ``i``.
 
     Args:
-        dims: The 4 UniRepLKNet widths.
-        depths: Blocks per stage (the 4th is unused).
-        kernel_sizes: Per-block kernel sizes; defaults to :func:`default_kernel_sizes`.
+        dims (Sequence[int]): The 4 UniRepLKNet widths.
+        depths (Sequence[int]): Blocks per stage (the 4th is unused).
+        kernel_sizes (Sequence[Sequence[int]] | None): Per-block kernel sizes; defaults to :func:`default_kernel_sizes`.
     """
 
     num_levels = 3
@@ -352,7 +352,8 @@ class Decoder(nn.Module):
         levels = self.num_levels
         self.upsample_layers = nn.ModuleList(
             nn.Sequential(
-                nn.ConvTranspose2d(dims[i + 1], dims[i], kernel_size=2, stride=2, bias=False), LayerNorm2d(dims[i])
+                nn.ConvTranspose2d(dims[i + 1], dims[i], kernel_size=2, stride=2, bias=False),
+                LayerNorm2d(dims[i]),
             )
             for i in reversed(range(levels))
         )

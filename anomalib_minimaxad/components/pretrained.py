@@ -18,11 +18,9 @@ mis-shaped tensor is an error listing the keys; ignored extras (``stages.3``, ``
 ``head``) are logged.
 """
 
-from __future__ import annotations
-
 import logging
 import os
-import pickle
+import pickle  # noqa: S403 - only for its UnpicklingError: files are read with weights_only=True
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,13 +80,14 @@ def unwrap_state_dict(checkpoint: object) -> dict[str, torch.Tensor] | None:
     """
     if not isinstance(checkpoint, dict):
         return None
+    tensors: dict = checkpoint
     for key in ("model", "models", "state_dict"):
         if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
+            tensors = checkpoint[key]
             break
-    if not checkpoint or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items()):
+    if not tensors or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
         return None
-    return checkpoint
+    return tensors
 
 
 def _listing(keys: Iterable[str]) -> str:
@@ -106,10 +105,10 @@ def load_module_state(
     """Load ``state_dict`` into ``module`` after checking every key and shape.
 
     Args:
-        module: Receives the tensors.
-        state_dict: Tensors by name; keys ``module`` lacks are ignored (and returned).
-        source: Names the file in error messages.
-        optional_prefixes: Keys of ``module`` with these prefixes may be absent (keep their values).
+        module (nn.Module): Receives the tensors.
+        state_dict (dict[str, torch.Tensor]): Tensors by name; keys ``module`` lacks are ignored (and returned).
+        source (str): Names the file in error messages.
+        optional_prefixes (tuple[str, ...]): Keys of ``module`` with these prefixes may be absent (keep their values).
 
     Returns:
         The ignored keys of ``state_dict``.
@@ -149,8 +148,8 @@ def resolve_imagenet_state_dict(backbone: str, pre_trained: str | Path | bool = 
     """Find and read the ImageNet checkpoint of ``backbone``.
 
     Args:
-        backbone: A key of :data:`UNIREPLKNET_VARIANTS` (``unireplknet_n`` ...).
-        pre_trained: A file path, or ``True`` to look in ``$MINIMAXAD_WEIGHTS_DIR`` then on the hub.
+        backbone (str): A key of :data:`UNIREPLKNET_VARIANTS` (``unireplknet_n`` ...).
+        pre_trained (str | Path | bool): A file path, or ``True`` to look in ``$MINIMAXAD_WEIGHTS_DIR`` then on the hub.
 
     Returns:
         The unwrapped state dict and a description of where it came from.
@@ -178,7 +177,7 @@ def resolve_imagenet_state_dict(backbone: str, pre_trained: str | Path | bool = 
 
 def _state_dict_from_hub(backbone: str, file_name: str) -> dict[str, torch.Tensor]:
     """Download (or take from the cache) through timm's hub helper."""
-    from timm.models import load_state_dict_from_hf  # noqa: PLC0415 - only needed for downloads
+    from timm.models import load_state_dict_from_hf
 
     try:
         checkpoint = load_state_dict_from_hf(HF_HUB_REPO, file_name)

@@ -22,8 +22,6 @@ Example:
     0.0
 """
 
-from __future__ import annotations
-
 from torch import nn
 
 __all__ = ["init_minimaxad", "init_unireplknet"]
@@ -37,7 +35,7 @@ def init_unireplknet(module: nn.Module) -> None:
     touched, as upstream.
 
     Args:
-        module: One module; use ``root.apply(init_unireplknet)`` for a network.
+        module (nn.Module): One module; use ``root.apply(init_unireplknet)`` for a network.
     """
     if isinstance(module, nn.Conv2d | nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
@@ -52,7 +50,7 @@ def init_minimaxad(module: nn.Module) -> None:
     PyTorch drew when they were constructed, as in the authors' code.
 
     Args:
-        module: One module; use ``root.apply(init_minimaxad)`` for a network.
+        module (nn.Module): One module; use ``root.apply(init_minimaxad)`` for a network.
     """
     if isinstance(module, nn.Conv2d):
         nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -37,7 +37,7 @@ _LAZY = {
 def __getattr__(name: str) -> object:
     """Import the datamodules lazily (see ``_LAZY``)."""
     if name in _LAZY:
-        import importlib  # noqa: PLC0415
+        import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     msg = f"module {__name__!r} has no attribute {name!r}"

@@ -25,8 +25,6 @@ Example:
     ['same', 'background', 'illumination', 'view']
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -130,10 +128,10 @@ class AeBADSDataset(AnomalibDataset):
     """One split of AeBAD-S (see :func:`make_aebad_s_samples`).
 
     Args:
-        root: The ``AeBAD_S`` folder (or the ``AeBAD`` folder holding it).
-        split: ``"train"``, ``"test"`` or ``None`` for both. Defaults to ``None``.
-        domains: Test domains to include. Defaults to :data:`AEBAD_DOMAINS`.
-        augmentations: Augmentations applied to the images. Defaults to ``None``.
+        root (str | Path): The ``AeBAD_S`` folder (or the ``AeBAD`` folder holding it).
+        split (Split | str | None): ``"train"``, ``"test"`` or ``None`` for both. Defaults to ``None``.
+        domains (Sequence[str]): Test domains to include. Defaults to :data:`AEBAD_DOMAINS`.
+        augmentations (Transform | None): Augmentations applied to the images. Defaults to ``None``.
 
     Example:
         >>> dataset = AeBADSDataset("./datasets/AeBAD/AeBAD_S", split="test", domains=["view"])
@@ -157,21 +155,23 @@ class AeBADS(MultiCategoryDataModule):
     """AeBAD-S datamodule: train on ``train/good``, test on the chosen domains, reported per domain.
 
     Args:
-        root: The ``AeBAD_S`` folder (or the ``AeBAD`` folder holding it). Defaults to
+        root (str | Path): The ``AeBAD_S`` folder (or the ``AeBAD`` folder holding it). Defaults to
             ``"./datasets/AeBAD/AeBAD_S"``.
-        domains: Test domains (``same``, ``background``, ``illumination``, ``view``), ``"all"`` or a
+        domains (Sequence[str] | str): Test domains (``same``, ``background``, ``illumination``, ``view``), ``"all"`` or
+            a
             comma-separated string. Defaults to ``"all"``.
-        train_batch_size: Training batch size. Defaults to ``16``.
-        eval_batch_size: Validation and test batch size. Defaults to ``16``.
-        num_workers: Data loader workers. Defaults to ``8``.
-        train_augmentations: Augmentations of the training images (the paper: random resized crop with scale
+        train_batch_size (int): Training batch size. Defaults to ``16``.
+        eval_batch_size (int): Validation and test batch size. Defaults to ``16``.
+        num_workers (int): Data loader workers. Defaults to ``8``.
+        train_augmentations (Transform | None): Augmentations of the training images (the paper: random resized crop
+            with scale
             0.7-1 and horizontal flip). Defaults to ``None``.
-        val_augmentations: Augmentations of the validation images. Defaults to ``None``.
-        test_augmentations: Augmentations of the test images. Defaults to ``None``.
-        augmentations: Augmentations of every split without its own. Defaults to ``None``.
-        val_split_mode: How the validation set is made. Defaults to ``ValSplitMode.SAME_AS_TEST``.
-        val_split_ratio: Fraction used by the validation split. Defaults to ``0.5``.
-        seed: Seed of the random splits. Defaults to ``None``.
+        val_augmentations (Transform | None): Augmentations of the validation images. Defaults to ``None``.
+        test_augmentations (Transform | None): Augmentations of the test images. Defaults to ``None``.
+        augmentations (Transform | None): Augmentations of every split without its own. Defaults to ``None``.
+        val_split_mode (ValSplitMode | str): How the validation set is made. Defaults to ``ValSplitMode.SAME_AS_TEST``.
+        val_split_ratio (float): Fraction used by the validation split. Defaults to ``0.5``.
+        seed (int | None): Seed of the random splits. Defaults to ``None``.
 
     Example:
         >>> datamodule = AeBADS(root="./datasets/AeBAD", domains="same,view", num_workers=0)

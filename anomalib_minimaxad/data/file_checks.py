@@ -21,8 +21,6 @@ Example:
     ImageFileError: MVTec category 'bottle': 1 unusable image file(s): 'broken.png' is truncated or corrupt ...
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,8 +49,8 @@ def check_image_files(samples: pd.DataFrame, what: str) -> None:
     """Check every image (and mask, where ``mask_path`` is set) of an anomalib samples table.
 
     Args:
-        samples: Table with the columns ``image_path`` and ``mask_path`` (empty string: no mask).
-        what: What the samples are, to start the message with (e.g. ``"Unified category 'bottle'"``).
+        samples (pd.DataFrame): Table with the columns ``image_path`` and ``mask_path`` (empty string: no mask).
+        what (str): What the samples are, to start the message with (e.g. ``"Unified category 'bottle'"``).
 
     Raises:
         ImageFileError: Naming each file that is not an image, is truncated, has more than 8 bits per channel
@@ -67,7 +65,7 @@ def check_image_files(samples: pd.DataFrame, what: str) -> None:
             if image_size and mask_size and mask_size != image_size:
                 problems.append(
                     f"mask '{mask_path}' is {_size(mask_size)} pixels but its image '{image_path}' is "
-                    f"{_size(image_size)}"
+                    f"{_size(image_size)}",
                 )
     if problems:
         listed = "; ".join(problems[:_MAX_LISTED]) + (" ..." if len(problems) > _MAX_LISTED else "")
@@ -83,7 +81,7 @@ def _inspect(path: str, problems: list[str], is_mask: bool) -> tuple[int, int] |
             if not is_mask and mode in HIGH_BIT_DEPTH_MODES:
                 problems.append(
                     f"'{path}' has more than 8 bits per pixel (PIL mode {mode}), which anomalib reads clipped to "
-                    "255 (white); convert it to 8-bit, scaling its range to 0-255"
+                    "255 (white); convert it to 8-bit, scaling its range to 0-255",
                 )
                 return None
             if not _ends_like(path, image.format):

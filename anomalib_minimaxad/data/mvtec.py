@@ -19,8 +19,6 @@ Example:
     >>> datamodule = MVTec(root="./datasets/MVTecAD", category="bottle")
 """
 
-from __future__ import annotations
-
 import logging
 import shutil
 from collections.abc import Iterator

@@ -30,8 +30,6 @@ Example:
     >>> datamodule.prepare_data()  # checks the layout; DatasetLayoutError explains what is wrong
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -162,11 +160,11 @@ class MVTecLayoutDataset(AnomalibDataset):
     """One split of one category in the MVTec AD layout, with any image format.
 
     Args:
-        root: Dataset root holding the category folders.
-        category: Category folder name.
-        split: ``"train"``, ``"test"`` or ``None`` for both. Defaults to ``None``.
-        extensions: Image file extensions. Defaults to :data:`IMAGE_EXTENSIONS`.
-        augmentations: Augmentations applied to the images. Defaults to ``None``.
+        root (str | Path): Dataset root holding the category folders.
+        category (str): Category folder name.
+        split (Split | str | None): ``"train"``, ``"test"`` or ``None`` for both. Defaults to ``None``.
+        extensions (Sequence[str]): Image file extensions. Defaults to :data:`IMAGE_EXTENSIONS`.
+        augmentations (Transform | None): Augmentations applied to the images. Defaults to ``None``.
 
     Example:
         >>> dataset = MVTecLayoutDataset(root="./datasets/GoodsAD", category="drink_can", split="test")
@@ -191,22 +189,22 @@ class MVTecLayout(AnomalibDataModule):
     """Datamodule of one category of any dataset in the MVTec AD layout (GoodsAD, MAD-Sim, ...).
 
     Args:
-        root: Dataset root holding one folder per category. Defaults to ``"./datasets/GoodsAD"``.
-        category: Category folder. Defaults to ``"drink_can"``.
-        extensions: Image file extensions (any case). Defaults to :data:`IMAGE_EXTENSIONS`.
-        train_batch_size: Training batch size. Defaults to ``16``.
-        eval_batch_size: Validation and test batch size. Defaults to ``16``.
-        num_workers: Data loader workers. Defaults to ``8``.
-        train_augmentations: Augmentations of the training images. Defaults to ``None``.
-        val_augmentations: Augmentations of the validation images. Defaults to ``None``.
-        test_augmentations: Augmentations of the test images. Defaults to ``None``.
-        augmentations: Augmentations of every split without its own. Defaults to ``None``.
-        test_split_mode: How the test set is made. Defaults to ``TestSplitMode.FROM_DIR``.
-        test_split_ratio: Fraction of normal training images moved to the test set when it has no normal
+        root (str | Path): Dataset root holding one folder per category. Defaults to ``"./datasets/GoodsAD"``.
+        category (str): Category folder. Defaults to ``"drink_can"``.
+        extensions (Sequence[str]): Image file extensions (any case). Defaults to :data:`IMAGE_EXTENSIONS`.
+        train_batch_size (int): Training batch size. Defaults to ``16``.
+        eval_batch_size (int): Validation and test batch size. Defaults to ``16``.
+        num_workers (int): Data loader workers. Defaults to ``8``.
+        train_augmentations (Transform | None): Augmentations of the training images. Defaults to ``None``.
+        val_augmentations (Transform | None): Augmentations of the validation images. Defaults to ``None``.
+        test_augmentations (Transform | None): Augmentations of the test images. Defaults to ``None``.
+        augmentations (Transform | None): Augmentations of every split without its own. Defaults to ``None``.
+        test_split_mode (TestSplitMode | str): How the test set is made. Defaults to ``TestSplitMode.FROM_DIR``.
+        test_split_ratio (float): Fraction of normal training images moved to the test set when it has no normal
             images. Defaults to ``0.2``.
-        val_split_mode: How the validation set is made. Defaults to ``ValSplitMode.SAME_AS_TEST``.
-        val_split_ratio: Fraction used by the validation split. Defaults to ``0.5``.
-        seed: Seed of the random splits. Defaults to ``None``.
+        val_split_mode (ValSplitMode | str): How the validation set is made. Defaults to ``ValSplitMode.SAME_AS_TEST``.
+        val_split_ratio (float): Fraction used by the validation split. Defaults to ``0.5``.
+        seed (int | None): Seed of the random splits. Defaults to ``None``.
 
     Example:
         >>> datamodule = MVTecLayout(root="./datasets/MAD-Sim", category="01Gorilla", num_workers=0)

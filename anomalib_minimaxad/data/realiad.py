@@ -24,8 +24,6 @@ Example:
     '512'
 """
 
-from __future__ import annotations
-
 import json
 import re
 from pathlib import Path
@@ -50,10 +48,10 @@ def check_realiad_layout(root: Path, category: str, resolution: str, json_path: 
     """Check the JSON file and the image folder of one category; return the JSON file's path.
 
     Args:
-        root: The Real-IAD folder (holding ``realiad_<resolution>/`` and ``realiad_jsons/``).
-        category: Category name.
-        resolution: ``"256"``, ``"512"``, ``"1024"`` or ``"raw"``.
-        json_path: JSON file relative to ``root`` (``{category}`` is replaced).
+        root (Path): The Real-IAD folder (holding ``realiad_<resolution>/`` and ``realiad_jsons/``).
+        category (str): Category name.
+        resolution (str): ``"256"``, ``"512"``, ``"1024"`` or ``"raw"``.
+        json_path (str | Path): JSON file relative to ``root`` (``{category}`` is replaced).
 
     Raises:
         RealIADLayoutError: Naming the missing or malformed file or folder.
@@ -95,15 +93,17 @@ class RealIAD(AnomalibRealIAD):
     """anomalib's Real-IAD datamodule, at the authors' resolution, checked when constructed.
 
     Args:
-        root: The Real-IAD folder, or its ``realiad_<resolution>`` folder (then the resolution is taken from
+        root (str | Path): The Real-IAD folder, or its ``realiad_<resolution>`` folder (then the resolution is taken
+            from
             the name). Defaults to ``"./datasets/Real-IAD"``.
-        category: One of anomalib's Real-IAD categories. Defaults to ``"audiojack"``.
-        resolution: Image folder used, ``realiad_<resolution>``. Defaults to ``512`` (the authors').
-        json_path: Sample list relative to ``root``. Defaults to the multi-view lists (the authors').
-        test_split_mode: Defaults to ``"from_dir"``: the JSON file's test list as it is (see above).
-        test_split_ratio: Accepted for :class:`~anomalib_minimaxad.data.unified.Unified`; unused, since
+        category (str): One of anomalib's Real-IAD categories. Defaults to ``"audiojack"``.
+        resolution (str | int): Image folder used, ``realiad_<resolution>``. Defaults to ``512`` (the authors').
+        json_path (str | Path): Sample list relative to ``root``. Defaults to the multi-view lists (the authors').
+        test_split_mode (TestSplitMode | str): Defaults to ``"from_dir"``: the JSON file's test list as it is (see
+            above).
+        test_split_ratio (float): Accepted for :class:`~anomalib_minimaxad.data.unified.Unified`; unused, since
             Real-IAD's JSON files fix the test set.
-        **kwargs: Passed to :class:`anomalib.data.RealIAD` (batch sizes, workers, augmentations, splits, seed).
+        **kwargs (Any): Passed to :class:`anomalib.data.RealIAD` (batch sizes, workers, augmentations, splits, seed).
 
     Raises:
         RealIADLayoutError: A JSON file or image folder is missing, or a JSON file is not Real-IAD's.

@@ -41,8 +41,6 @@ Example:
     ['brick', 'grass', 'gravel']
 """
 
-from __future__ import annotations
-
 import copy
 import importlib
 import inspect
@@ -100,9 +98,9 @@ def resolve_datamodule_class(dataset: str | type[AnomalibDataModule]) -> type[An
             msg = f"Unified: cannot import the datamodule {dataset!r}: {exc}"
             raise ValueError(msg) from exc
     else:
-        import anomalib.data  # noqa: PLC0415
+        import anomalib.data
 
-        from anomalib_minimaxad import data as own  # noqa: PLC0415
+        from anomalib_minimaxad import data as own
 
         cls = None
         for module in (own, anomalib.data):
@@ -134,31 +132,36 @@ class Unified(MultiCategoryDataModule):
     """Union of several categories of an anomalib image datamodule: train once, evaluate per category.
 
     Args:
-        dataset: Wrapped datamodule: a class name of this package or ``anomalib.data`` (``MVTecAD``, ``MVTec``,
+        dataset (str): Wrapped datamodule: a class name of this package or ``anomalib.data`` (``MVTecAD``, ``MVTec``,
             ``Visa``, ``MPDD``, ``BTech``, ``MVTecLayout``, ``Folder``, ...) or a dotted class path.
             Defaults to ``"MVTecAD"``.
-        root: Dataset root holding one folder per category. Defaults to the wrapped datamodule's default root
+        root (str | Path | None): Dataset root holding one folder per category. Defaults to the wrapped datamodule's
+            default root
             (required for ``Folder``).
-        categories: ``"all"`` (every category folder found under ``root``, or the dataset's official list when
+        categories (Sequence[str] | str): ``"all"`` (every category folder found under ``root``, or the dataset's
+            official list when
             ``root`` does not exist yet and the dataset can download), a list of names, or a comma-separated
             string. Defaults to ``"all"``.
-        dataset_args: Extra arguments of the wrapped datamodule, the same for every category (for ``Folder``:
+        dataset_args (dict[str, Any] | None): Extra arguments of the wrapped datamodule, the same for every category
+            (for ``Folder``:
             ``normal_dir``, ``abnormal_dir``, ``normal_test_dir``, ``mask_dir``, relative to
             ``<root>/<category>``, glob patterns allowed; ``extensions``). Defaults to ``None``.
-        train_batch_size: Training batch size. Defaults to ``16`` (the paper's).
-        eval_batch_size: Validation and test batch size. Defaults to ``16``.
-        num_workers: Data loader workers. Defaults to ``8``.
-        train_augmentations: Augmentations of the training images. Defaults to ``None``.
-        val_augmentations: Augmentations of the validation images. Defaults to ``None``.
-        test_augmentations: Augmentations of the test images. Defaults to ``None``.
-        augmentations: Augmentations of every split without its own. Defaults to ``None``.
-        test_split_mode: How each category gets its test set (its datamodule applies it; the union is not split
+        train_batch_size (int): Training batch size. Defaults to ``16`` (the paper's).
+        eval_batch_size (int): Validation and test batch size. Defaults to ``16``.
+        num_workers (int): Data loader workers. Defaults to ``8``.
+        train_augmentations (Transform | None): Augmentations of the training images. Defaults to ``None``.
+        val_augmentations (Transform | None): Augmentations of the validation images. Defaults to ``None``.
+        test_augmentations (Transform | None): Augmentations of the test images. Defaults to ``None``.
+        augmentations (Transform | None): Augmentations of every split without its own. Defaults to ``None``.
+        test_split_mode (TestSplitMode | str): How each category gets its test set (its datamodule applies it; the union
+            is not split
             again). Defaults to ``TestSplitMode.FROM_DIR``.
-        test_split_ratio: Fraction of normal training images moved to the test set when a category has no
+        test_split_ratio (float): Fraction of normal training images moved to the test set when a category has no
             normal test images. Defaults to ``0.2``.
-        val_split_mode: How the validation set is made from the union. Defaults to ``ValSplitMode.SAME_AS_TEST``.
-        val_split_ratio: Fraction used by the validation split. Defaults to ``0.5``.
-        seed: Seed of the random splits. Defaults to ``None``.
+        val_split_mode (ValSplitMode | str): How the validation set is made from the union. Defaults to
+            ``ValSplitMode.SAME_AS_TEST``.
+        val_split_ratio (float): Fraction used by the validation split. Defaults to ``0.5``.
+        seed (int | None): Seed of the random splits. Defaults to ``None``.
 
     Raises:
         UnifiedDataError: A category is unknown or its folder is missing (when ``root`` exists); later, in
