@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -303,3 +304,92 @@ def test_accuracy_paper_figures_only_beside_the_papers_category_set(bench, tmp_p
     second = _run_preset(bench, tmp_path / "second", "minimaxad", "grass")
     assert first["per_category"] == second["per_category"]
     assert "Categories: 1 (grass)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- eval_scale.py
+
+
+def test_eval_scale_quick_measures_every_mode_in_its_own_process(bench, tmp_path):
+    options = ["--quick", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path), *ONE_THREAD]
+    path = bench("eval_scale").main(options)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    rows = {(r["phase"], r["mode"], r["size"]): r for r in result["results"]}
+    # no "authors" fit: the authors do not validate, their test loads the weights of the first fit
+    modes = {"fit": {"ours", "anomalib"}, "test": {"none", "ours", "anomalib", "authors"}}
+    assert set(rows) == {(phase, mode, size) for phase in modes for mode in modes[phase] for size in (4, 8)}
+    for row in rows.values():
+        assert "error" not in row, row
+        assert row["peak_rss_mib"] >= row["rss_start_mib"] > 0
+        assert row["test_images"] == row["size"]
+    assert rows["test", "anomalib", 8]["evaluation"]["post_processor"] == "PostProcessor"
+    assert rows["test", "none", 8]["evaluation"] == {"post_processor": None, "test_metrics": []}
+    authors = rows["test", "authors", 8]["metrics"]
+    assert set(authors) == {
+        "image_AUROC",
+        "image_AP",
+        "image_F1max",
+        "pixel_AUROC",
+        "pixel_AP",
+        "pixel_F1max",
+        "pixel_AUPRO",
+    }
+    assert all(0 <= value <= 1 for value in authors.values()), authors
+    assert "metric_ms_per_image" in rows["test", "ours", 8]
+    assert {(s["phase"], s["mode"]) for s in result["slopes"]} == {(p, m) for p in modes for m in modes[p]}
+    assert all(s["mib_per_image"] is not None for s in result["slopes"])
+    assert {f["mode"] for f in result["images_that_fit"]} == {"ours", "anomalib", "authors"}
+    assert path.with_suffix(".png").stat().st_size > 0
+
+
+def test_eval_scale_skips_a_run_predicted_over_the_budget(bench):
+    eval_scale = bench("eval_scale")
+    measured = [
+        {"phase": "test", "mode": "anomalib", "resolution": 256, "size": size, "peak_rss_mib": 500 + 4 * size,
+         "rss_start_mib": 500} for size in (200, 400)
+    ]  # fmt: skip
+    # a line through the measured sizes, then scaled by the pixel count for a resolution not yet measured
+    assert eval_scale.predict_peak_mib(measured, eval_scale.Measurement("test", "anomalib", 256, 1600)) == (
+        pytest.approx(500 + 4 * 1600)
+    )
+    assert eval_scale.predict_peak_mib(measured, eval_scale.Measurement("test", "anomalib", 512, 200)) == (
+        pytest.approx(500 + 16 * 200)
+    )
+    assert eval_scale.predict_peak_mib(measured, eval_scale.Measurement("test", "ours", 256, 200)) is None
+    fits = eval_scale.images_that_fit(eval_scale.slopes(measured), [8])
+    assert fits == [{"resolution": 256, "mode": "anomalib", "phases": ["test"], "8GB": (8e9 / 2**20 - 500) // 4}]
+
+
+def _authors_pro_by_thresholds(masks: np.ndarray, maps: np.ndarray) -> float:
+    """The authors' PRO procedure one threshold at a time, as its description reads (the reference)."""
+    from scipy import ndimage  # noqa: PLC0415
+    from sklearn.metrics import auc  # noqa: PLC0415
+
+    low, high = maps.min(), maps.max()
+    points = []
+    for threshold in np.arange(low, high, (high - low) / 200):
+        positive = maps > threshold
+        overlaps = []
+        for mask, binary in zip(masks, positive, strict=True):
+            regions, count = ndimage.label(mask, structure=np.ones((3, 3)))
+            overlaps += [binary[regions == region].mean() for region in range(1, count + 1)]
+        fpr = (positive & (masks == 0)).sum() / (masks == 0).sum()
+        points.append((fpr, np.mean(overlaps)))
+    kept = np.array([p for p in points if p[0] < 0.3])
+    return auc(kept[:, 0] / kept[:, 0].max(), kept[:, 1])
+
+
+def test_eval_scale_authors_pro_matches_the_procedure_threshold_by_threshold(bench):
+    eval_scale = bench("eval_scale")
+    rng = np.random.default_rng(0)
+    masks = np.zeros((4, 24, 24), dtype=np.uint8)
+    masks[0, 2:6, 3:9] = 1
+    masks[0, 15:20, 15:17] = 1  # two regions in one image
+    masks[1, 10, 10] = 1  # a single pixel
+    masks[2, 0:3, 20:24] = 1
+    masks[2, 1, 19] = 1  # diagonal neighbour: the same (8-connected) region
+    maps = (rng.normal(size=masks.shape) + 1.5 * masks).astype(np.float32)  # masks[3] is all normal
+    expected = _authors_pro_by_thresholds(masks, maps)
+    assert eval_scale.authors_pro(masks, maps) == pytest.approx(expected, abs=1e-9)
+    # a perfect map never gives a false positive: the procedure's FPR rescaling divides by zero
+    assert np.isnan(eval_scale.authors_pro(masks, masks.astype(np.float32)))
+    assert np.isnan(eval_scale.authors_pro(np.zeros_like(masks), maps))
