@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -22,8 +26,11 @@ from anomalib_minimaxad.data import generate_demo_dataset
 from anomalib_minimaxad.fault_tolerance import (
     AtomicCheckpointIO,
     ExactResume,
+    NoSpaceLeftError,
+    atomic_write,
     epoch_seed,
     export_atomically,
+    remove_abandoned_temporaries,
     restart_training_iterator,
 )
 
@@ -282,6 +289,256 @@ def test_interrupted_first_export_leaves_no_folder(tmp_path: Path, monkeypatch: 
     with pytest.raises(KeyboardInterrupt):
         export_atomically(exporter, tmp_path)
     assert list(tmp_path.iterdir()) == []  # no weights/onnx folder, no staging folder
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A full disk names itself; temporaries of killed saves are removed by the next save
+# ----------------------------------------------------------------------------------------------------------------
+
+# What torch's zip writer raises on a full disk: no errno, nothing about space.
+TORCH_FULL_DISK = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 128 vs 0")
+
+
+def assert_names_a_full_disk(error: pytest.ExceptionInfo[NoSpaceLeftError], path: Path) -> None:
+    assert error.value.errno == errno.ENOSPC
+    assert "no space left on device" in str(error.value).lower()
+    assert str(path) in str(error.value)
+
+
+def test_full_disk_during_a_checkpoint_save_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"epoch": 1}, target)
+    previous = target.read_bytes()
+
+    def save_until_the_disk_is_full(obj: object, f: str) -> None:
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise TORCH_FULL_DISK
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    monkeypatch.setattr(fault_tolerance, "_free_bytes", lambda _: 0)
+    with pytest.raises(NoSpaceLeftError) as error:
+        io.save_checkpoint({"epoch": 2}, target)
+    assert_names_a_full_disk(error, target)
+    assert error.value.__cause__ is TORCH_FULL_DISK
+    assert target.read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+
+    # The same RuntimeError with space left is another fault: it reaches the caller unchanged.
+    monkeypatch.setattr(fault_tolerance, "_free_bytes", lambda _: 10**12)
+    with pytest.raises(RuntimeError, match="unexpected pos") as other:
+        io.save_checkpoint({"epoch": 2}, target)
+    assert not isinstance(other.value, NoSpaceLeftError)
+
+
+def test_enospc_from_the_os_says_so_whatever_the_free_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fault_tolerance, "_free_bytes", lambda _: 10**12)  # e.g. a quota or a reserve
+
+    def write(path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(NoSpaceLeftError) as error:
+        atomic_write(tmp_path / "results.json", write)
+    assert_names_a_full_disk(error, tmp_path / "results.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_during_an_export_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def exporter(content: bytes) -> object:
+        def export(root: Path) -> Path:
+            path = root / "weights" / "torch" / "model.pt"
+            path.parent.mkdir(parents=True)
+            path.write_bytes(content)
+            if content == b"new":
+                raise TORCH_FULL_DISK
+            return path
+
+        return export
+
+    exported = export_atomically(exporter(b"old"), tmp_path)
+    monkeypatch.setattr(fault_tolerance, "_free_bytes", lambda _: 0)
+    with pytest.raises(NoSpaceLeftError) as error:
+        export_atomically(exporter(b"new"), tmp_path)
+    assert_names_a_full_disk(error, tmp_path)
+    assert exported.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]  # no staging folder left
+
+
+FULL_TMPFS_SCRIPT = """
+import gc, json, sys, warnings
+from pathlib import Path
+warnings.filterwarnings("ignore")
+import torch
+from anomalib_minimaxad.fault_tolerance import AtomicCheckpointIO, NoSpaceLeftError, export_atomically
+
+root = Path(sys.argv[1])
+big = {"weights": torch.zeros(1 << 18)}  # 1 MiB, on a 256 KiB file system
+report = {}
+io, target = AtomicCheckpointIO(), root / "model.ckpt"
+io.save_checkpoint({"epoch": 1}, target)
+try:
+    io.save_checkpoint(big, target)
+except NoSpaceLeftError as error:
+    report["checkpoint"] = [error.errno, str(error), repr(error.__cause__)]
+gc.collect()  # the failed torch writer, referenced by the traceback, holds the removed temporary's blocks
+report["previous_checkpoint"] = torch.load(target, weights_only=True)
+
+
+def exporter(content):
+    def export(staging):
+        path = staging / "weights" / "torch" / "model.pt"
+        path.parent.mkdir(parents=True)
+        torch.save(content, path)
+        return path
+    return export
+
+
+exported = export_atomically(exporter({"epoch": 1}), root / "exports")
+try:
+    export_atomically(exporter(big), root / "exports")
+except NoSpaceLeftError as error:
+    report["export"] = [error.errno, str(error), repr(error.__cause__)]
+report["previous_export"] = torch.load(exported, weights_only=True)
+report["files"] = sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+def test_full_tmpfs_during_a_checkpoint_and_an_export(tmp_path: Path) -> None:
+    """A real full file system: a 256 KiB tmpfs mounted in a private mount namespace (``unshare``)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare command to mount a small tmpfs")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    probe = subprocess.run(  # noqa: S603 - util-linux's unshare with fixed arguments
+        [unshare, "-rm", "sh", "-c", f"mount -t tmpfs -o size=256k tmpfs '{mount}'"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a private mount namespace here: {probe.stderr.strip()}")
+    script = tmp_path / "fill.py"
+    script.write_text(textwrap.dedent(FULL_TMPFS_SCRIPT))
+    command = f"mount -t tmpfs -o size=256k tmpfs '{mount}' && exec '{sys.executable}' '{script}' '{mount}'"
+    result = subprocess.run(  # noqa: S603 - our own script, run by this interpreter
+        [unshare, "-rm", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key, path in (("checkpoint", mount / "model.ckpt"), ("export", mount / "exports")):
+        code, message, cause = report[key]
+        assert code == errno.ENOSPC, report
+        assert "no space left on device" in message.lower(), message
+        assert str(path) in message, message
+        assert "unexpected pos" in cause or "No space left" in cause, cause  # what torch's writer said
+    assert report["previous_checkpoint"] == {"epoch": 1}
+    assert report["previous_export"] == {"epoch": 1}
+    assert report["files"] == ["exports", "exports/weights", "exports/weights/torch", "exports/weights/torch/model.pt",
+                               "model.ckpt"]  # fmt: skip
+
+
+KILLED_SAVE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from anomalib_minimaxad.fault_tolerance import atomic_write
+
+
+def write_forever(path):
+    path.write_bytes(b"half a checkpoint")
+    print("writing", flush=True)
+    time.sleep(600)
+
+
+atomic_write(Path(sys.argv[1]), write_forever)
+"""
+
+
+@pytest.mark.slow
+def test_next_save_removes_the_temporary_of_a_killed_save(tmp_path: Path) -> None:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    script = tmp_path / "killed_save.py"
+    script.write_text(textwrap.dedent(KILLED_SAVE_SCRIPT))
+    process = subprocess.Popen(  # noqa: S603 - our own script, run by this interpreter
+        [sys.executable, str(script), str(folder / "model.ckpt")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        assert process.stdout.readline() == "writing\n"
+        (leftover,) = folder.iterdir()  # the writer is alive: its temporary must survive a save beside it
+        atomic_write(folder / "other.ckpt", lambda path: path.write_bytes(b"other"))
+        assert leftover.exists()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert leftover.name.startswith(".model.ckpt.")
+    # Files of the user's with similar names are never touched.
+    users = [".model.ckpt.tmp", ".model.ckpt.0123456789ab.tmp", "model.ckpt.0123456789ab.minimaxad-tmp", ".export-1"]
+    for name in users:
+        (folder / name).write_bytes(b"mine")
+    atomic_write(folder / "model.ckpt", lambda path: path.write_bytes(b"complete"))
+    assert not leftover.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["model.ckpt", "other.ckpt", *users])
+    assert (folder / "model.ckpt").read_bytes() == b"complete"
+
+
+def test_temporaries_of_live_writers_are_kept(tmp_path: Path) -> None:
+    """A save in another thread holds its temporary: a save beside it, and the clean-up, leave it alone."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow_write(path: Path) -> None:
+        path.write_bytes(b"in progress")
+        started.set()
+        release.wait(timeout=60)
+
+    writer = threading.Thread(target=atomic_write, args=(tmp_path / "slow.ckpt", slow_write))
+    writer.start()
+    try:
+        assert started.wait(timeout=60)
+        (temporary,) = tmp_path.iterdir()
+        assert remove_abandoned_temporaries(tmp_path) == []
+        atomic_write(tmp_path / "fast.ckpt", lambda path: path.write_bytes(b"fast"))
+        assert temporary.exists()
+    finally:
+        release.set()
+        writer.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.ckpt", "slow.ckpt"]
+
+
+def test_next_save_and_export_remove_abandoned_temporaries(tmp_path: Path) -> None:
+    """Leftovers no writer holds (as after a kill): the next save removes its folder's, the next export its own."""
+    abandoned = tmp_path / ".model.ckpt.0123456789ab.minimaxad-tmp"
+    abandoned.write_bytes(b"half a checkpoint")
+    atomic_write(tmp_path / "results.json", lambda path: path.write_text("{}"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+    staging = tmp_path / ".minimaxad-export-k2x9q_7a"  # as tempfile.mkdtemp names it
+    (staging / "weights" / "onnx").mkdir(parents=True)
+    (staging / "weights" / "onnx" / "model.onnx").write_bytes(b"half")
+    users = tmp_path / ".export-k2x9q_7a"
+    users.mkdir()
+
+    def exporter(root: Path) -> Path:
+        path = root / "weights" / "onnx" / "model.onnx"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"model")
+        return path
+
+    assert export_atomically(exporter, tmp_path).read_bytes() == b"model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".export-k2x9q_7a", "results.json", "weights"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
