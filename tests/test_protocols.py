@@ -142,7 +142,7 @@ class _Batch:
 
 def test_model_option_selects_the_evaluators_aupro() -> None:
     def aupro_names(model: MiniMaxAD) -> list[str]:
-        return [type(m).__name__ for m in model.evaluator.test_metrics if "AUPRO" in type(m).__name__]
+        return [m.name.removeprefix("pixel_") for m in model.evaluator.test_metrics if "AUPRO" in m.name]
 
     assert aupro_names(MiniMaxAD(pre_trained=False, dims=TINY_DIMS)) == ["AUPRO"]
     assert aupro_names(MiniMaxAD(pre_trained=False, dims=TINY_DIMS, aupro="per_image")) == ["PerImageAUPRO"]
@@ -283,7 +283,7 @@ def test_preset_builds_with_its_scripts_protocol(preset: str, data_roots: dict[s
     assert (generator.score_mode.value, generator.map_combination.value, generator.smoothing.value) == (
         score_mode, combination, smoothing,
     )  # fmt: skip
-    assert [type(m).__name__ for m in model.evaluator.test_metrics if "AUPRO" in type(m).__name__] == [aupro]
+    assert [m.name.removeprefix("pixel_") for m in model.evaluator.test_metrics if "AUPRO" in m.name] == [aupro]
     assert type(model.loss).__name__ == loss
     assert cli.config["train"]["trainer"]["max_epochs"] == epochs
     assert model.weight_decay == pytest.approx(weight_decay)

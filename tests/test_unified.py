@@ -208,11 +208,11 @@ def test_random_scorer_matches_metrics_of_each_category_alone() -> None:
         assert results.mean[name] == pytest.approx(sum(r[name] for r in results.per_category.values()) / 2)
 
 
-def test_large_maps_are_downsampled_and_undefined_metrics_are_nan() -> None:
+def test_full_resolution_maps_and_undefined_metrics_are_nan() -> None:
     generator = torch.Generator().manual_seed(2)
     batch, categories = synthetic_batch(generator, size=64)
-    batch.pred_score = batch.gt_label.float()
-    batch.anomaly_map = batch.gt_mask.float()
+    batch.pred_score, batch.pred_label = batch.gt_label.float(), batch.gt_label.bool()
+    batch.anomaly_map, batch.pred_mask = batch.gt_mask.float(), batch.gt_mask
     normal_only = [
         "c" if label == 0 and category == "a" else category
         for label, category in zip(batch.gt_label.tolist(), categories, strict=True)
@@ -222,15 +222,19 @@ def test_large_maps_are_downsampled_and_undefined_metrics_are_nan() -> None:
         AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
         AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
     ]
-    callback = PerCategoryMetrics(metrics=metrics, max_map_size=16)
-    callback.reset(["a", "b", "c"])
-    callback.update(batch, normal_only)
-    aupro = callback._metrics["b"][1]
-    assert aupro.preds[0].shape[-2:] == aupro.target[0].shape[-2:] == (16, 16)  # 64 -> 16
-    results = callback.compute()
+    exact, streaming = PerCategoryMetrics(metrics=metrics), PerCategoryMetrics()  # the model's streaming metrics
+    for callback in (exact, streaming):
+        callback.reset(["a", "b", "c"])
+        callback.update(batch, normal_only)
+    aupro = exact._metrics["b"][1]
+    assert aupro.preds[0].shape[-2:] == aupro.target[0].shape[-2:] == (64, 64)  # maps as the evaluator sees them
+    results, streamed = exact.compute(), streaming.compute()
     assert math.isnan(results.per_category["c"]["image_AUROC"])  # normal images only: undefined
+    assert math.isnan(streamed.per_category["c"]["image_AUROC"])
     assert results.mean["image_AUROC"] == pytest.approx(1.0)  # the mean skips undefined values
-    assert 0.95 < results.per_category["b"]["pixel_AUPRO"] <= 1.0  # area-averaged edges vs nearest masks
+    assert results.per_category["b"]["pixel_AUPRO"] == pytest.approx(1.0)
+    for name in ("image_AUROC", "pixel_AUPRO", "pixel_AUPR"):
+        assert streamed.per_category["b"][name] == pytest.approx(results.per_category["b"][name], abs=1e-4)
 
 
 def test_results_table_and_files(tmp_path: Path) -> None:

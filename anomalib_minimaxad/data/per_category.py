@@ -15,10 +15,11 @@ of every test batch, and at the end of the test
 * writes it to ``<trainer.default_root_dir>/per_category_results.csv`` and ``.json`` (rank 0, atomically).
 
 The metrics are, by default, fresh copies of the model evaluator's test metrics (for MiniMaxAD: image AUROC and
-F1, pixel AUROC, F1, AUPRO and AUPR), so every column means what the evaluator's metric of the same name means.
-Pixel metrics keep their inputs like the evaluator does; to bound memory at large input sizes, maps whose longer
-side exceeds ``max_map_size`` (default 256, i.e. untouched at the paper's 224/256 pixels) are downsampled before
-they are stored (anomaly map: area average; masks: nearest).
+F1, pixel AUROC, F1, AUPRO and AUPR), so every column means what the evaluator's metric of the same name means,
+computed on the same full-resolution maps. With MiniMaxAD's default streaming metrics
+(:mod:`anomalib_minimaxad.metrics`) each category holds histograms, not maps: about 4.5 MiB per category whatever
+the number of test images (30 categories: about 135 MiB). Exact metrics (``streaming_metrics=False``) keep every
+map of their category, as the evaluator's do.
 
 :class:`MultiCategoryDataModule` is the datamodule side: the base of ``Unified`` and ``AeBADS``, it maps image
 paths to the ``category`` column of the samples tables and attaches the callback in ``setup`` (a datamodule
@@ -55,7 +56,6 @@ from types import MappingProxyType, SimpleNamespace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from anomalib.data import AnomalibDataModule
 from anomalib.metrics import AnomalibMetric
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -89,10 +89,6 @@ DISPLAY_NAMES: dict[str, str] = {
     "image_F1Score": "I-F1",
     "pixel_F1Score": "P-F1",
 }
-
-#: Batch fields holding a per-pixel value; they are downsampled above ``max_map_size``.
-_MAP_FIELDS = frozenset({"anomaly_map"})
-_MASK_FIELDS = frozenset({"gt_mask", "pred_mask"})
 
 
 @runtime_checkable
@@ -262,8 +258,6 @@ class PerCategoryMetrics(Callback):
     Args:
         metrics: Metric objects to compute for each category (each is copied per category). Defaults to the
             model evaluator's test metrics, or :func:`default_metrics` when the model has none.
-        max_map_size: Longer side above which anomaly maps and masks are downsampled before the pixel metrics
-            store them; ``None`` keeps full resolution. Defaults to ``256``.
         output_dir: Folder of ``per_category_results.{csv,json}``. Defaults to ``trainer.default_root_dir``.
 
     Example:
@@ -271,7 +265,7 @@ class PerCategoryMetrics(Callback):
         >>> from anomalib_minimaxad import MiniMaxAD
         >>> from anomalib_minimaxad.data import Unified
         >>> datamodule = Unified(dataset="MVTecAD", root="./datasets/MVTecAD", categories="all")
-        >>> engine = Engine(callbacks=[PerCategoryMetrics(max_map_size=None)])  # optional: attached anyway
+        >>> engine = Engine(callbacks=[PerCategoryMetrics(output_dir="results")])  # optional: attached anyway
         >>> engine.test(MiniMaxAD(), datamodule=datamodule, ckpt_path="model.ckpt")  # doctest: +SKIP
         >>> engine.trainer.callbacks[-1].results.mean  # doctest: +SKIP
     """
@@ -279,15 +273,10 @@ class PerCategoryMetrics(Callback):
     def __init__(
         self,
         metrics: Sequence[AnomalibMetric] | None = None,
-        max_map_size: int | None = 256,
         output_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if max_map_size is not None and max_map_size < 1:
-            msg = f"max_map_size must be a positive number of pixels or None, got {max_map_size}."
-            raise ValueError(msg)
         self.metric_templates = list(metrics) if metrics is not None else None
-        self.max_map_size = max_map_size
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.results: CategoryResults | None = None
         self._metrics: dict[str, list[AnomalibMetric]] = {}
@@ -408,7 +397,7 @@ class PerCategoryMetrics(Callback):
     # ------------------------------------------------------------------------------------------------------------
 
     def _select(self, batch: Any, indices: list[int]) -> SimpleNamespace:  # noqa: ANN401
-        """The fields the metrics read, restricted to ``indices`` and size-capped."""
+        """The fields the metrics read, restricted to ``indices``."""
         fields = {name for metrics in self._metrics.values() for m in metrics for name in m.fields}
         fields |= {"gt_label", "gt_mask"}  # for the label counts
         index = torch.tensor(indices, dtype=torch.long)
@@ -417,28 +406,10 @@ class PerCategoryMetrics(Callback):
             value = getattr(batch, name, None)
             if isinstance(value, torch.Tensor) and value.ndim > 0:
                 value = value.detach()[index.to(value.device)]
-                if name in _MAP_FIELDS | _MASK_FIELDS:
-                    value = self._shrink(value, is_mask=name in _MASK_FIELDS)
             elif isinstance(value, (list, tuple)):
                 value = [value[i] for i in indices]
             part[name] = value
         return SimpleNamespace(**part)
-
-    def _shrink(self, value: torch.Tensor, is_mask: bool) -> torch.Tensor:
-        """Downsample a ``(B, H, W)`` or ``(B, 1, H, W)`` map so that its longer side is ``max_map_size``."""
-        if self.max_map_size is None or value.ndim < 3 or max(value.shape[-2:]) <= self.max_map_size:
-            return value
-        height, width = value.shape[-2:]
-        scale = self.max_map_size / max(height, width)
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        squeeze = value.ndim == 3
-        work = value.unsqueeze(1) if squeeze else value
-        if is_mask:
-            resized = F.interpolate(work.float(), size=size, mode="nearest") > 0.5
-            resized = resized.to(value.dtype)
-        else:
-            resized = F.interpolate(work.float(), size=size, mode="area").to(value.dtype)
-        return resized.squeeze(1) if squeeze else resized
 
     def _gathered_counts(self) -> dict[str, torch.Tensor]:
         """Label counts of every category, summed over the processes of a distributed run."""

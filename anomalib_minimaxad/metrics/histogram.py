@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Fixed-range histograms of scores per class: the running summary behind the streaming metrics.
 
-A value ``x`` of the declared range ``[low, high]`` falls in bin ``floor((x - low) * num_bins / (high - low))``
-(``high`` itself in the last bin). Each batch costs a few element-wise passes and one ``bincount`` (an
+A value ``x`` of the declared range ``[low, high]`` falls in bin ``floor((x - low) * num_bins / (high - low))``.
+Each class's row has a slot below the bins (values below ``low``, NaN) and one above them (values from ``high``
+up): when no value exceeded ``high`` (the running maximum says so), that slot holds values equal to ``high`` and
+joins the last bin. Each batch costs a few element-wise passes and one ``bincount`` (an
 ``index_add_`` on accelerators, which never waits for the device), whatever the number of bins. Values outside the
 range, NaN and targets other than 0/1 are counted in slots of their own and make ``compute`` raise
 (:meth:`HistogramState.check`): they are never folded into the edge bins.
@@ -11,8 +13,10 @@ range, NaN and targets other than 0/1 are counted in slots of their own and make
 The evaluator hands the same ``anomaly_map`` and ``gt_mask`` tensors to several metrics (pixel AUROC, AUPR,
 AUPRO; the post-processor's pixel threshold and the validation pixel AUROC see the same raw maps). The binned
 batch is therefore memoised for the last ``(values, target, binning)`` seen: the tensors themselves (not their
-addresses) and their version counters are the key, so an in-place change or a new tensor recomputes it. The memo
-holds one batch's bin indices, not a growing store.
+addresses) and their version counters are the key, so an in-place change or a new tensor recomputes it. Inference
+tensors (Lightning's test and predict loops) have no version counter: for them the tensor itself is the key, so
+the metrics of one batch must not change its scores in place between their updates (anomalib's post-processor and
+evaluator replace tensors, they never modify them). The memo holds one batch's bin indices, not a growing store.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torchmetrics import Metric
 
-__all__ = ["BatchHistogram", "Binning", "HistogramState", "batch_histogram", "count"]
+__all__ = ["BatchHistogram", "Binning", "HistogramState", "batch_histogram", "count", "in_bins"]
 
 #: Slot of a class's histogram row counting values below ``low`` or NaN (see :func:`batch_histogram`).
 _BELOW = 0
@@ -76,8 +80,8 @@ class BatchHistogram:
     """One batch, binned.
 
     Attributes:
-        slot: Slot of every value (flattened; ``0`` below range or NaN, ``1..num_bins`` the bins, ``num_bins + 1``
-            above range).
+        slot: Slot of every value (flattened, int32; ``0`` below range or NaN, ``1..num_bins`` the bins,
+            ``num_bins + 1`` from ``high`` up).
         counts: ``(2, slots)`` counts of the values with target 0 and 1 (int64).
         invalid_targets: Number of targets other than 0 and 1 (0-dim int64; those values are in no class).
         extrema: ``[min, max]`` of the values (float64; NaN if a value is NaN).
@@ -98,7 +102,10 @@ def count(index: torch.Tensor, size: int, weights: torch.Tensor | None = None) -
     return torch.zeros(size, dtype=dtype, device=index.device).index_add_(0, index, source)
 
 
-_memo: dict[str, object] = {}
+#: The last few binned batches: ``(values, target, (versions..., binning), binned)``, most recent last.
+_memo: list[tuple[torch.Tensor, torch.Tensor, tuple, BatchHistogram]] = []
+#: Batches kept: the post-processor's image and pixel thresholds and the validation metrics bin two tensors each.
+_MEMO_SIZE = 4
 
 
 def batch_histogram(values: torch.Tensor, target: torch.Tensor, binning: Binning) -> BatchHistogram:
@@ -115,40 +122,51 @@ def batch_histogram(values: torch.Tensor, target: torch.Tensor, binning: Binning
     if values.numel() != target.numel():
         msg = f"scores {tuple(values.shape)} and targets {tuple(target.shape)} must have the same number of elements."
         raise ValueError(msg)
-    versions = (values._version, target._version, binning)  # noqa: SLF001 - in-place changes invalidate
-    if _memo.get("values") is values and _memo.get("target") is target and _memo.get("versions") == versions:
-        return _memo["binned"]  # type: ignore[return-value]
+    key = (_version(values), _version(target), binning)
+    for entry in _memo:
+        if entry[0] is values and entry[1] is target and entry[2] == key:
+            return entry[3]
+    binned = _bin(values, target, binning)
+    _memo.append((values, target, key, binned))
+    del _memo[:-_MEMO_SIZE]
+    return binned
+
+
+def _bin(values: torch.Tensor, target: torch.Tensor, binning: Binning) -> BatchHistogram:
     flat = values.detach().reshape(-1)
     flat = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
     extrema = torch.stack(torch.aminmax(flat)).double() if flat.numel() else torch.tensor([math.inf, -math.inf])
-    # Position in bins, shifted by one so that everything below the range truncates to slot 0. fmax maps NaN to
-    # slot 0 too (the NaN extrema tell NaN from low values); ``high`` lands in the last bin.
-    position = flat.mul(binning.num_bins / (binning.high - binning.low)).sub_(
-        binning.low * binning.num_bins / (binning.high - binning.low) - 1.0
-    )
-    position = torch.fmax(position, position.new_tensor(0.0)).clamp_(max=binning.num_bins + 1)
-    slot = position.long()
-    slot = torch.where(flat == binning.high, binning.num_bins, slot)
+    # Position in bins plus one: everything below the range truncates to slot 0, above it to num_bins + 1.
+    scale = 1.0 / binning.width
+    position = torch.addcmul(flat.new_tensor(1.0 - binning.low * scale), flat, flat.new_tensor(scale))
+    if flat.device.type == "cpu" and not torch.isnan(extrema).any():
+        position.clamp_(0.0, binning.num_bins + 1)
+    else:  # fmax maps NaN to slot 0 (the NaN extrema tell NaN from low values); no host sync on accelerators
+        position = torch.fmax(position, position.new_tensor(0.0)).clamp_(max=binning.num_bins + 1)
+    slot = position.to(torch.int32)
     labels = target.detach().reshape(-1)
     if labels.dtype == torch.bool:
         invalid = torch.zeros((), dtype=torch.int64, device=flat.device)
-        index = slot + labels.to(torch.int64) * binning.slots
+        index = torch.add(slot, labels, alpha=binning.slots)
     else:
         bad = (labels != 0) & (labels != 1)
         invalid = bad.sum()
         # Values with an invalid target go to a third row that is dropped.
-        index = slot + torch.where(bad, 2, labels.to(torch.int64)) * binning.slots
+        index = torch.add(slot, torch.where(bad, 2, labels.to(torch.int32)), alpha=binning.slots)
     counts = count(index, 3 * binning.slots)[: 2 * binning.slots].reshape(2, binning.slots)
-    result = BatchHistogram(slot=slot, counts=counts, invalid_targets=invalid, extrema=extrema.to(flat.device))
-    _memo.update(values=values, target=target, versions=versions, binned=result)
-    return result
+    return BatchHistogram(slot=slot, counts=counts, invalid_targets=invalid, extrema=extrema.to(flat.device))
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """Version counter (bumped by in-place changes); inference tensors have none."""
+    return None if tensor.is_inference() else tensor._version  # noqa: SLF001
 
 
 class HistogramState(Metric):
     """Per-class histogram of scores over a fixed range, summed over batches and processes.
 
     States (none persistent, all reduced by sum, min or max under DDP): ``counts`` ``(2, num_bins + 2)`` int64
-    (row = target class; slot 0 = below the range or NaN, last slot = above it), ``invalid_targets``,
+    (row = target class; slot 0 = below the range or NaN, last slot = ``high`` and above), ``invalid_targets``,
     ``value_min`` and ``value_max`` (NaN once a NaN was seen).
 
     Args:
@@ -206,13 +224,15 @@ class HistogramState(Metric):
         if torch.isnan(self.value_min) or torch.isnan(self.value_max):
             msg = f"{name}: the scores contain NaN; the model produced invalid anomaly scores or maps."
             raise ValueError(msg)
-        outside = int(self.counts[:, 0].sum() + self.counts[:, -1].sum())
-        if outside:
-            low, high = self.value_range
+        low, high = self.value_range
+        below = int(self.counts[:, 0].sum())
+        above = int(self.counts[:, -1].sum()) if float(self.value_max) > high else 0  # else: values equal to high
+        if below or above:
             msg = (
-                f"{name}: {outside} scores lie outside the declared value_range [{low}, {high}] (observed min "
-                f"{float(self.value_min):.6g}, max {float(self.value_max):.6g}). Widen value_range to cover them, "
-                "e.g. value_range=(min, max) of the model's scores, or normalise the scores first."
+                f"{name}: scores lie outside the declared value_range [{low}, {high}]: {below} below, {above} at or "
+                f"above its end (observed min {float(self.value_min):.6g}, max {float(self.value_max):.6g}). Widen "
+                "value_range to cover them, e.g. value_range=(min, max) of the model's scores, or normalise the "
+                "scores first."
             )
             raise ValueError(msg)
         invalid = int(self.invalid_targets)
@@ -223,5 +243,12 @@ class HistogramState(Metric):
     def class_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked ``(negatives, positives)`` per bin, float64, bins in increasing order."""
         self.check()
-        bins = self.counts[:, 1:-1].double()
+        bins = in_bins(self.counts.double())
         return bins[0], bins[1]
+
+
+def in_bins(slots: torch.Tensor) -> torch.Tensor:
+    """Bins of checked slot rows ``(..., num_bins + 2)``: the top slot (values equal to ``high``) joins the last."""
+    bins = slots[..., 1:-1].clone()
+    bins[..., -1] += slots[..., -1]
+    return bins

@@ -12,14 +12,22 @@ ties. Everything else follows anomalib 2.7's definitions:
   ``fpr_limit`` (interpolated there), trapezoid area normalised by the limit (anomalib's ``AUPRO``).
 * Per-image AUPRO: the same curve of every image with a defect, averaged (the AeBAD-S protocol,
   :class:`~anomalib_minimaxad.metrics.PerImageAUPRO`).
-* F1 adaptive threshold: the candidate threshold of highest F1 (lowest on ties), ``2PR / (P + R + 1e-10)``, among
-  the lower edges of non-empty bins; within one bin of anomalib's ``F1AdaptiveThreshold``. With one class missing
-  it falls back as anomalib's does: to the highest score seen (no anomalous sample) or the lowest (no normal one).
+* F1 adaptive threshold: the non-empty bin whose lower edge has the highest F1 (lowest on ties),
+  ``2PR / (P + R + 1e-10)`` with ``score >= edge``, as anomalib's ``F1AdaptiveThreshold`` picks a score; the
+  threshold is that bin's upper edge, within one bin of anomalib's (anomalib's post-processor flags scores strictly
+  above the threshold, so this flags the scores anomalib's flags, except any in that bin above anomalib's value).
+  With one class missing it falls back as anomalib's does: to the highest score seen (no anomalous sample) or the
+  lowest (no normal one).
 
 Undefined values: AUROC, AUPR and AUPRO of a set without positives or without negatives are ``nan`` with a warning
 (anomalib returns 0, which reads as a real score). Per-image AUPRO skips images without a defect, as the exact
 metric does, and images without a normal pixel, whose FPR is undefined (the exact metric gives them 0, anomalib's
 value for a curve without negatives); with no image left it is ``nan``.
+
+A mask without any normal pixel is one region here. anomalib's CPU labelling (``connected_components_cpu``) drops
+it (it skips the lowest label present, there the region's, as if it were the background) and counts its pixels as
+normal: on such sets the dataset-wide AUPRO differs from anomalib's (``tests/test_streaming_metrics.py`` checks
+ours against anomalib's curve given whole regions).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import torch
 from anomalib.metrics import AnomalibMetric
 from kornia.contrib import connected_components
 
-from .histogram import HistogramState, count
+from .histogram import HistogramState, count, in_bins
 
 __all__ = [
     "StreamingAUPR",
@@ -164,7 +172,9 @@ class _StreamingF1AdaptiveThreshold(HistogramState):
         f1_score = torch.nan_to_num(2 * precision * recall / (precision + recall + 1e-10), nan=0.0)
         f1_score = torch.where(negatives + positives > 0, f1_score, -1.0)  # thresholds at observed values only
         best = int(torch.argmax(f1_score))  # the first maximum: the lowest threshold, as anomalib's argmax
-        return self.binning.edges()[best].float().to(self.counts.device)
+        # The bin's upper edge: anomalib's post-processor flags scores strictly above the threshold, and anomalib's
+        # threshold is a score of this bin, so both flag every score of the bins above and none of the bins below.
+        return torch.tensor(self.binning.low + (best + 1) * self.binning.width, device=self.counts.device).float()
 
 
 class _RegionHistograms(HistogramState):
@@ -193,21 +203,23 @@ class _RegionHistograms(HistogramState):
         return preds.reshape(-1, *preds.shape[-2:]), target.reshape(-1, *target.shape[-2:]) != 0
 
     @staticmethod
-    def _region_weights(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _region_weights(masks: torch.Tensor, opencv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``1 / region size`` per pixel (0 on the background, float64) and the regions of each image.
 
-        8-connected regions, as anomalib's AUPRO labels them: OpenCV on the CPU, kornia's iterative labelling with
-        anomalib's ``connected_components_gpu`` iteration count elsewhere (no host sync).
+        8-connected regions, as anomalib's AUPRO labels them: with OpenCV (``opencv``, the default on the CPU), or
+        with kornia's iterative labelling and anomalib's ``connected_components_gpu`` iteration count (the default
+        elsewhere: no host sync).
         """
-        if masks.device.type == "cpu":
+        if opencv if opencv is not None else masks.device.type == "cpu":
             weights = torch.zeros(masks.shape, dtype=torch.float64)
             regions = torch.zeros(masks.shape[0], dtype=torch.int64)
             for index, mask in enumerate(masks.numpy().astype(np.uint8)):
                 if not mask.any():
                     continue
                 num_labels, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-                inverse_size = 1.0 / stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-                inverse_size[0] = 0.0  # background
+                areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+                inverse_size = np.zeros_like(areas)  # label 0: the background (of area 0 in a full mask)
+                inverse_size[1:] = 1.0 / areas[1:]
                 weights[index] = torch.from_numpy(inverse_size[labels])
                 regions[index] = num_labels - 1
             return weights, regions
@@ -257,7 +269,7 @@ class _StreamingAUPRO(_RegionHistograms):
         name = getattr(self, "name", "AUPRO")
         if not self.num_regions or not negatives.sum():
             return _undefined(name, "the masks have no defect or no normal pixel")
-        region = self.region_weight[1:-1].unsqueeze(0)
+        region = in_bins(self.region_weight).unsqueeze(0)
         return pro_curve_area(negatives.unsqueeze(0), region, self.num_regions.double().reshape(1), self.fpr_limit)[
             0
         ].float()
@@ -293,8 +305,9 @@ class _StreamingPerImageAUPRO(_RegionHistograms):
             index = index.view(-1)
             # Defect pixels go to a trailing dummy slot of the normal-pixel histogram.
             normal_index = torch.where(chunk_masks.view(-1), chunk * slot_count, index)
-            normal = count(normal_index, chunk * slot_count + 1)[:-1].view(chunk, slot_count)[:, 1:-1].double()
-            region = count(index, chunk * slot_count, weights.view(-1)).view(chunk, slot_count)[:, 1:-1]
+            # Images with values outside the range give wrong areas here, but compute() raises for them.
+            normal = in_bins(count(normal_index, chunk * slot_count + 1)[:-1].view(chunk, slot_count).double())
+            region = in_bins(count(index, chunk * slot_count, weights.view(-1)).view(chunk, slot_count))
             regions = regions.to(normal.device)
             has_normal = normal.sum(1) > 0
             valid = has_normal & (regions > 0)
