@@ -62,18 +62,13 @@ from .components.networks import UNIREPLKNET_VARIANTS
 from .components.pretrained import CheckpointError, read_checkpoint
 from .fault_tolerance import ExactResume, export_atomically
 from .loss import LossType, build_loss
-from .metrics import AuproMode, PerImageAUPRO, StreamingAUPR, StreamingAUPRO, StreamingAUROC, StreamingPerImageAUPRO
-from .post_processing import StreamingPostProcessor
+from .metrics import AuproMode, PerImageAUPRO
+from .model_info import model_info, write_model_info
 from .quantization import QUANTIZED_COMPRESSIONS, export_quantized_openvino
 from .torch_model import MiniMaxADModel
 from .validation import check_choice, check_optimizer_arguments
 
 __all__ = ["MiniMaxAD"]
-
-#: Feature levels whose ``1 - cos`` maps are combined.
-_NUM_LEVELS = 3
-#: Margin of :meth:`MiniMaxAD.raw_value_range` around the exact range.
-_RANGE_MARGIN = 2.0**-10
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +115,6 @@ class MiniMaxAD(AnomalibModule):
         aupro: Test AUPRO of the default evaluator: ``"dataset"`` (anomalib's, over the whole test set) or
             ``"per_image"`` (averaged over the anomalous images, the AeBAD-S protocol, see
             :class:`~anomalib_minimaxad.metrics.PerImageAUPRO`). Defaults to ``"dataset"``.
-        streaming_metrics: Compute the default evaluator's AUROC, AUPR and AUPRO and the default post-processor's
-            adaptive thresholds from histograms (:mod:`anomalib_minimaxad.metrics`: memory that does not grow with
-            the test set, within 1e-4 of the exact values, thresholds within one bin) instead of anomalib's exact
-            metrics, which keep every map until the epoch ends (``--model.streaming_metrics false`` on the CLI).
-            Defaults to ``True``.
         dims: Override of the backbone's 4 widths (small models for tests). Defaults to ``None``.
         depths: Override of the backbone's 4 depths. Defaults to ``None``.
         pre_processor: Pre-processor instance or flag to use the default
@@ -159,7 +149,6 @@ class MiniMaxAD(AnomalibModule):
         map_combination: MapCombination | str = MapCombination.MEAN,
         smoothing: Smoothing | str = Smoothing.KERNEL,
         aupro: AuproMode | str = AuproMode.DATASET,
-        streaming_metrics: bool = True,
         dims: Sequence[int] | None = None,
         depths: Sequence[int] | None = None,
         pre_processor: PreProcessor | bool = True,
@@ -169,11 +158,8 @@ class MiniMaxAD(AnomalibModule):
     ) -> None:
         check_optimizer_arguments(lr, betas, weight_decay, lr_gamma)
         check_choice("aupro", aupro, AuproMode)
-        normalised = post_processor is not False and getattr(post_processor, "enable_normalization", True)
         if evaluator is True:
-            evaluator = self.configure_evaluator(aupro, streaming_metrics, map_combination, normalised)
-        if post_processor is True:
-            post_processor = self.configure_post_processor(streaming_metrics, map_combination)
+            evaluator = self.configure_evaluator(aupro)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -348,10 +334,13 @@ class MiniMaxAD(AnomalibModule):
         return fused.reparameterize()
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
-        """Export the fused model (see :meth:`AnomalibModule.to_torch`), atomically."""
-        if not self.model.is_reparameterized:
-            return self.fused_copy().to_torch(export_root, model_file_name)
-        export = super().to_torch
+        """Export a fused copy (see :meth:`AnomalibModule.to_torch`), atomically.
+
+        The copy's parameters do not require grad, so what anomalib's ``TorchInferencer`` returns are plain
+        tensors (``np.asarray(prediction.pred_score)`` works); this model keeps its own settings.
+        """
+        exported = self.fused_copy().requires_grad_(False)
+        export = super(MiniMaxAD, exported).to_torch
         return export_atomically(lambda root: export(root, model_file_name), export_root)
 
     def to_onnx(self, export_root: Path | str, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
@@ -380,9 +369,10 @@ class MiniMaxAD(AnomalibModule):
         """Export the fused model to OpenVINO (see :meth:`AnomalibModule.to_openvino`), atomically.
 
         ``INT8_PTQ`` and ``INT8_ACQ`` keep the anomaly-map smoothing in float (see
-        :mod:`~anomalib_minimaxad.quantization`); ``task`` is accepted for anomalib's signature and unused.
+        :mod:`~anomalib_minimaxad.quantization`). The IR carries OpenVINO Model API's ``model_info`` (see
+        :mod:`~anomalib_minimaxad.model_info`), whose ``task`` is ``task`` (default: segmentation, as
+        MiniMaxAD's graph always returns scores, maps and masks).
         """
-        del task  # MiniMaxAD's graph always returns scores and maps
         if not self.model.is_reparameterized:
             return self.fused_copy().to_openvino(
                 export_root,
@@ -391,79 +381,74 @@ class MiniMaxAD(AnomalibModule):
                 compression_type=compression_type,
                 datamodule=datamodule,
                 metric=metric,
+                task=task,
                 max_drop=max_drop,
                 ov_kwargs=ov_kwargs,
                 onnx_kwargs=onnx_kwargs,
             )
         export = super().to_openvino
 
+        info = self._model_api_info(TaskType(task).value if task is not None else TaskType.SEGMENTATION.value)
+
         def export_float(root: Path, compression: CompressionType | None = None) -> Path:
             return export(root, model_file_name, input_size, compression, ov_kwargs=ov_kwargs, onnx_kwargs=onnx_kwargs)
 
-        if compression_type in QUANTIZED_COMPRESSIONS:
-            return export_atomically(
-                lambda root: export_quantized_openvino(
-                    export_float, root, CompressionType(compression_type), datamodule, metric, max_drop
-                ),
-                export_root,
-            )
-        return export_atomically(lambda root: export_float(root, compression_type), export_root)
+        def export_with_info(root: Path) -> Path:
+            if compression_type in QUANTIZED_COMPRESSIONS:
+                xml_path = export_quantized_openvino(
+                    export_float,
+                    root,
+                    CompressionType(compression_type),
+                    datamodule,
+                    metric,
+                    max_drop,
+                )
+            else:
+                xml_path = export_float(root, compression_type)
+            if info is not None:
+                write_model_info(xml_path, info)
+            return xml_path
 
-    @staticmethod
-    def raw_value_range(map_combination: MapCombination | str = MapCombination.MEAN) -> tuple[float, float]:
-        """Range of the raw maps and scores: ``1 - cos`` per level, in ``[0, 2]``, averaged or summed over 3 levels.
+        return export_atomically(export_with_info, export_root)
 
-        The range is widened by ``2**-10`` on both sides: ``1 - cos`` of equal vectors rounds to about ``-6e-8``
-        or ``+6e-8``, not to 0.
+    def _model_api_info(self, task: str) -> dict[str, str] | None:
+        """OpenVINO Model API's metadata from the post-processor's thresholds and extremes.
+
+        Returns ``None`` (and warns) when the model has no anomalib post-processor: its outputs are then raw.
         """
-        high = 2.0 * (_NUM_LEVELS if MapCombination(map_combination) == MapCombination.SUM else 1)
-        return -_RANGE_MARGIN, high + _RANGE_MARGIN
+        post_processor = self.post_processor
+        if not isinstance(post_processor, PostProcessor):
+            logger.warning("No anomalib post-processor: the OpenVINO export carries no Model API model_info.")
+            return None
+        return model_info(
+            image_threshold=float(post_processor.image_threshold),
+            pixel_threshold=float(post_processor.pixel_threshold),
+            image_range=(float(post_processor.image_min), float(post_processor.image_max)),
+            pixel_range=(float(post_processor.pixel_min), float(post_processor.pixel_max)),
+            task=task,
+        )
 
     @staticmethod
-    def configure_evaluator(
-        aupro: AuproMode | str = AuproMode.DATASET,
-        streaming_metrics: bool = True,
-        map_combination: MapCombination | str = MapCombination.MEAN,
-        normalised: bool = True,
-    ) -> Evaluator:
+    def configure_evaluator(aupro: AuproMode | str = AuproMode.DATASET) -> Evaluator:
         """Image AUROC and F1 (val and test); pixel AUROC, F1, AUPRO and AUPR (test), as in the paper's tables.
 
-        ``aupro="per_image"`` replaces the dataset-wide AUPRO by the per-image one (:class:`PerImageAUPRO`).
-        ``streaming_metrics`` (default) computes AUROC, AUPR and AUPRO from histograms
-        (:mod:`anomalib_minimaxad.metrics`) over the range of the scores they see: the raw maps in validation
-        (:meth:`raw_value_range` of ``map_combination``), the post-processor's normalised ``[0, 1]`` in test
-        (``normalised``); ``False`` gives anomalib's exact metrics.
+        ``aupro="per_image"`` replaces anomalib's dataset-wide AUPRO by :class:`PerImageAUPRO`.
         """
-        raw = {"value_range": MiniMaxAD.raw_value_range(map_combination)} if streaming_metrics else {}
-        tested = ({"value_range": (0.0, 1.0)} if normalised else raw) if streaming_metrics else {}
-        auroc = StreamingAUROC if streaming_metrics else AUROC
-        if AuproMode(aupro) == AuproMode.DATASET:
-            aupro_metric = StreamingAUPRO if streaming_metrics else AUPRO
-        else:
-            aupro_metric = StreamingPerImageAUPRO if streaming_metrics else PerImageAUPRO
-        aupr = StreamingAUPR if streaming_metrics else AUPR
-        pixels = {"fields": ["anomaly_map", "gt_mask"], "prefix": "pixel_", "strict": False}
         val_metrics = [
-            auroc(fields=["pred_score", "gt_label"], prefix="image_", **raw),
-            auroc(**pixels, **raw),
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
         ]
         test_metrics = [
-            auroc(fields=["pred_score", "gt_label"], prefix="image_", **tested),
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
             F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
-            auroc(**pixels, **tested),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
             F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
-            aupro_metric(**pixels, **tested),
-            aupr(**pixels, **tested),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False)
+            if AuproMode(aupro) == AuproMode.DATASET
+            else PerImageAUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
         ]
         return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)
-
-    def configure_post_processor(
-        self, streaming_metrics: bool = True, map_combination: MapCombination | str = MapCombination.MEAN
-    ) -> PostProcessor:
-        """The post-processor: anomalib's, with thresholds from raw-score histograms if ``streaming_metrics``."""
-        if not streaming_metrics:
-            return PostProcessor()
-        return StreamingPostProcessor(value_range=self.raw_value_range(map_combination))
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

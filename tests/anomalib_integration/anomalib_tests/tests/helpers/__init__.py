@@ -1,0 +1,4 @@
+# Copyright (C) 2023-2024 Intel Corporation
+# SPDX-License-Identifier: Apache-2.0
+
+"""Anomalib Test Helpers."""
