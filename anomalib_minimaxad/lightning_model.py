@@ -62,13 +62,19 @@ from .components.networks import UNIREPLKNET_VARIANTS
 from .components.pretrained import CheckpointError, read_checkpoint
 from .fault_tolerance import ExactResume, export_atomically
 from .loss import LossType, build_loss
-from .metrics import AuproMode, PerImageAUPRO
+from .metrics import AuproMode, PerImageAUPRO, StreamingAUPR, StreamingAUPRO, StreamingAUROC, StreamingPerImageAUPRO
 from .model_info import model_info, write_model_info
+from .post_processing import StreamingPostProcessor
 from .quantization import QUANTIZED_COMPRESSIONS, export_quantized_openvino
 from .torch_model import MiniMaxADModel
 from .validation import check_choice, check_optimizer_arguments
 
 __all__ = ["MiniMaxAD"]
+
+#: Feature levels whose ``1 - cos`` maps are combined.
+_NUM_LEVELS = 3
+#: Margin of :meth:`MiniMaxAD.raw_value_range` around the exact range.
+_RANGE_MARGIN = 2.0**-10
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +121,11 @@ class MiniMaxAD(AnomalibModule):
         aupro: Test AUPRO of the default evaluator: ``"dataset"`` (anomalib's, over the whole test set) or
             ``"per_image"`` (averaged over the anomalous images, the AeBAD-S protocol, see
             :class:`~anomalib_minimaxad.metrics.PerImageAUPRO`). Defaults to ``"dataset"``.
+        streaming_metrics: Compute the default evaluator's AUROC, AUPR and AUPRO and the default post-processor's
+            adaptive thresholds from histograms (:mod:`anomalib_minimaxad.metrics`: memory that does not grow with
+            the test set, within 1e-4 of the exact values, thresholds within one bin) instead of anomalib's exact
+            metrics, which keep every map until the epoch ends (``--model.streaming_metrics false`` on the CLI).
+            Defaults to ``True``.
         dims: Override of the backbone's 4 widths (small models for tests). Defaults to ``None``.
         depths: Override of the backbone's 4 depths. Defaults to ``None``.
         pre_processor: Pre-processor instance or flag to use the default
@@ -149,6 +160,7 @@ class MiniMaxAD(AnomalibModule):
         map_combination: MapCombination | str = MapCombination.MEAN,
         smoothing: Smoothing | str = Smoothing.KERNEL,
         aupro: AuproMode | str = AuproMode.DATASET,
+        streaming_metrics: bool = True,
         dims: Sequence[int] | None = None,
         depths: Sequence[int] | None = None,
         pre_processor: PreProcessor | bool = True,
@@ -158,8 +170,11 @@ class MiniMaxAD(AnomalibModule):
     ) -> None:
         check_optimizer_arguments(lr, betas, weight_decay, lr_gamma)
         check_choice("aupro", aupro, AuproMode)
+        normalised = post_processor is not False and getattr(post_processor, "enable_normalization", True)
         if evaluator is True:
-            evaluator = self.configure_evaluator(aupro)
+            evaluator = self.configure_evaluator(aupro, streaming_metrics, map_combination, normalised)
+        if post_processor is True:
+            post_processor = self.configure_post_processor(streaming_metrics, map_combination)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -429,26 +444,60 @@ class MiniMaxAD(AnomalibModule):
         )
 
     @staticmethod
-    def configure_evaluator(aupro: AuproMode | str = AuproMode.DATASET) -> Evaluator:
+    def raw_value_range(map_combination: MapCombination | str = MapCombination.MEAN) -> tuple[float, float]:
+        """Range of the raw maps and scores: ``1 - cos`` per level, in ``[0, 2]``, averaged or summed over 3 levels.
+
+        The range is widened by ``2**-10`` on both sides: ``1 - cos`` of equal vectors rounds to about ``-6e-8``
+        or ``+6e-8``, not to 0.
+        """
+        high = 2.0 * (_NUM_LEVELS if MapCombination(map_combination) == MapCombination.SUM else 1)
+        return -_RANGE_MARGIN, high + _RANGE_MARGIN
+
+    @staticmethod
+    def configure_evaluator(
+        aupro: AuproMode | str = AuproMode.DATASET,
+        streaming_metrics: bool = True,
+        map_combination: MapCombination | str = MapCombination.MEAN,
+        normalised: bool = True,
+    ) -> Evaluator:
         """Image AUROC and F1 (val and test); pixel AUROC, F1, AUPRO and AUPR (test), as in the paper's tables.
 
-        ``aupro="per_image"`` replaces anomalib's dataset-wide AUPRO by :class:`PerImageAUPRO`.
+        ``aupro="per_image"`` replaces the dataset-wide AUPRO by the per-image one (:class:`PerImageAUPRO`).
+        ``streaming_metrics`` (default) computes AUROC, AUPR and AUPRO from histograms
+        (:mod:`anomalib_minimaxad.metrics`) over the range of the scores they see: the raw maps in validation
+        (:meth:`raw_value_range` of ``map_combination``), the post-processor's normalised ``[0, 1]`` in test
+        (``normalised``); ``False`` gives anomalib's exact metrics.
         """
+        raw = {"value_range": MiniMaxAD.raw_value_range(map_combination)} if streaming_metrics else {}
+        tested = ({"value_range": (0.0, 1.0)} if normalised else raw) if streaming_metrics else {}
+        auroc = StreamingAUROC if streaming_metrics else AUROC
+        if AuproMode(aupro) == AuproMode.DATASET:
+            aupro_metric = StreamingAUPRO if streaming_metrics else AUPRO
+        else:
+            aupro_metric = StreamingPerImageAUPRO if streaming_metrics else PerImageAUPRO
+        aupr = StreamingAUPR if streaming_metrics else AUPR
+        pixels = {"fields": ["anomaly_map", "gt_mask"], "prefix": "pixel_", "strict": False}
         val_metrics = [
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            auroc(fields=["pred_score", "gt_label"], prefix="image_", **raw),
+            auroc(**pixels, **raw),
         ]
         test_metrics = [
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            auroc(fields=["pred_score", "gt_label"], prefix="image_", **tested),
             F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
-            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            auroc(**pixels, **tested),
             F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
-            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False)
-            if AuproMode(aupro) == AuproMode.DATASET
-            else PerImageAUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-            AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            aupro_metric(**pixels, **tested),
+            aupr(**pixels, **tested),
         ]
         return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)
+
+    def configure_post_processor(
+        self, streaming_metrics: bool = True, map_combination: MapCombination | str = MapCombination.MEAN
+    ) -> PostProcessor:
+        """The post-processor: anomalib's, with thresholds from raw-score histograms if ``streaming_metrics``."""
+        if not streaming_metrics:
+            return PostProcessor()
+        return StreamingPostProcessor(value_range=self.raw_value_range(map_combination))
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
