@@ -33,8 +33,9 @@ from the other resolution's slope scaled by the pixel count when this resolution
 
 ``--realiad`` measures instead the unified Real-IAD preset (``configs/realiad_unified.yaml``, through anomalib's
 CLI parser, random weights) on a generated Real-IAD-layout set (``--realiad-images`` test images over
-``--realiad-categories`` categories at 256 px): fit (validation over the whole test set) and test, each in its
-own process, after a pilot at a 20th of the size whose slope must predict a peak under ``--max-gb``.
+``--realiad-categories`` categories at 256 px), each phase in its
+own process: one fit validating on a 20th of the test set, tests of a 40th and a 20th, then the whole test set
+if the line through those two predicts a peak under ``--max-gb``.
 
 Examples:
     python benchmarks/eval_scale.py                                  # 200..3200 images, 256 and 512 px
@@ -652,7 +653,7 @@ def realiad_cli_args(args: argparse.Namespace, root: Path, workdir: Path, json_p
 def run_realiad_phase(
     phase: str, args: argparse.Namespace, root: Path, workdir: Path, json_path: str
 ) -> dict[str, Any]:
-    """Fit (validating on the whole test set) or test the preset in this (fresh) process."""
+    """Fit (validating on the test set of ``json_path``) or test the preset in this (fresh) process."""
     from anomalib.cli.cli import AnomalibCLI  # noqa: PLC0415
 
     benchlib.set_threads(args.threads)
@@ -684,7 +685,11 @@ def run_realiad_phase(
 
 
 def run_realiad(args: argparse.Namespace) -> dict[str, Any]:
-    """A pilot at a 20th of the size, then the full set if its slope predicts a peak under ``--max-gb``."""
+    """Fit on a 20th of the test set, test a 40th and a 20th, then all of it if their line stays under the budget.
+
+    The fit validates on the 20th (its thresholds and normalisation: the weights are random anyway), so that the
+    fit costs no second pass over the whole set; every test loads its checkpoint.
+    """
     from anomalib.data.datasets.image.realiad import CATEGORIES  # noqa: PLC0415
 
     args.categories = list(CATEGORIES[: args.realiad_categories])
@@ -693,38 +698,42 @@ def run_realiad(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     scale_data.write_realiad_layout(root, args.categories, per_category, args.train_images, 256, args.seed)
     print(f"data: {per_category} x {len(args.categories)} test images in {time.perf_counter() - start:.0f} s ({root})")
-    pilot_size = max(2, per_category // 20)
-    pilot_json = scale_data.write_realiad_subset_lists(root, args.categories, pilot_size)
+    steps = (
+        ("fit", "fit", max(2, per_category // 20)),
+        ("test_pilot_small", "test", max(1, per_category // 40)),
+        ("test_pilot", "test", max(2, per_category // 20)),
+        ("test_full", "test", per_category),
+    )
     runs: dict[str, Any] = {}
     limit_mib = args.max_gb * GB / MIB
     with tempfile.TemporaryDirectory(prefix="eval_scale_realiad_") as workdir:
-        for label, json_path, images in (
-            ("pilot", pilot_json, pilot_size * len(args.categories)),
-            ("full", scale_data.REALIAD_JSON_PATH, per_category * len(args.categories)),
-        ):
-            folder = Path(workdir) / label
-            for phase in PHASES:
-                pilot = runs.get(f"pilot_{phase}")
-                if label == "full" and pilot is not None and "peak_rss_mib" in pilot:
-                    slope = (pilot["peak_rss_mib"] - pilot["rss_start_mib"]) / pilot["test_images"]
-                    predicted = pilot["rss_start_mib"] + slope * images
-                    if predicted > limit_mib:
-                        runs[f"{label}_{phase}"] = {
-                            "phase": phase,
-                            "skipped": f"predicted {predicted * MIB / GB:.1f} GB",
-                        }
-                        print(f"[{label} {phase}] skipped: predicted {predicted * MIB / GB:.1f} GB", flush=True)
-                        continue
-                if phase == "test" and "peak_rss_mib" not in runs.get(f"{label}_fit", {}):
-                    runs[f"{label}_{phase}"] = {"phase": phase, "skipped": "no checkpoint: its fit did not run"}
-                    continue
-                print(f"[{label} {phase}: {images} test images] ...", flush=True)
-                record = in_fresh_process(run_realiad_phase, (phase, args, root, folder, json_path), args.timeout)
-                runs[f"{label}_{phase}"] = record
-                if "error" in record:
-                    print(f"  failed: {record['error']}", flush=True)
-                else:
-                    print(f"  peak {record['peak_rss_mib']:.0f} MiB, {record['seconds']:.0f} s", flush=True)
+        for name, phase, size in steps:
+            images = size * len(args.categories)
+            json_path = (
+                scale_data.REALIAD_JSON_PATH
+                if size == per_category
+                else scale_data.write_realiad_subset_lists(root, args.categories, size)
+            )
+            pilots = [(r["test_images"], r["peak_rss_mib"]) for r in runs.values() if r.get("phase") == "test"]
+            line = linear_fit([p for p in pilots if p[1] is not None])
+            predicted = line[0] * images + line[1] if line else None
+            if name == "test_full" and (predicted is None or predicted > limit_mib):
+                reason = f"predicted {predicted * MIB / GB:.1f} GB" if predicted else "the pilot tests did not run"
+                runs[name] = {"phase": phase, "test_images": images, "skipped": reason}
+                print(f"[{name}: {images} test images] skipped: {reason}", flush=True)
+                continue
+            if phase == "test" and "peak_rss_mib" not in runs.get("fit", {}):
+                runs[name] = {"phase": phase, "test_images": images, "skipped": "no checkpoint: the fit did not run"}
+                continue
+            print(f"[{name}: {images} test images] ...", flush=True)
+            record = in_fresh_process(run_realiad_phase, (phase, args, root, Path(workdir), json_path), args.timeout)
+            if predicted is not None:
+                record["predicted_mib"] = predicted
+            runs[name] = record
+            if "error" in record:
+                print(f"  failed: {record['error']}", flush=True)
+            else:
+                print(f"  peak {record['peak_rss_mib']:.0f} MiB, {record['seconds']:.0f} s", flush=True)
     rows = []
     for name, run in runs.items():
         if "peak_rss_mib" in run:
@@ -732,7 +741,8 @@ def run_realiad(args: argparse.Namespace) -> dict[str, Any]:
             load = [f"{run['load_start'][0]:.1f}", f"{run['load_end'][0]:.1f}"]
             rows.append([name, run["test_images"], *memory, f"{run['seconds']:.0f}", *load])
         else:
-            rows.append([name, "-", "-", "-", "-", "-", run.get("skipped") or run.get("error", "")[:90]])
+            reason = (run.get("skipped") or run.get("error", ""))[:90]
+            rows.append([name, run.get("test_images", "-"), "-", "-", "-", "-", reason])
     headers = ["run", "test images", "peak RSS MiB", "RSS at start MiB", "s", "load start", "load end"]
     print()
     print(benchlib.markdown_table(headers, rows))
@@ -740,6 +750,7 @@ def run_realiad(args: argparse.Namespace) -> dict[str, Any]:
         "preset": REALIAD_PRESET,
         "categories": args.categories,
         "test_images_per_category": per_category,
+        "validation": "the fit validates on the test_pilot lists (a 20th of each category's test set)",
         "runs": runs,
     }
 
@@ -785,7 +796,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.resolutions, args.train_images, args.batch = [4, 8], [64], 4, 4
-        args.realiad_images, args.realiad_categories = min(args.realiad_images, 40), min(args.realiad_categories, 2)
+        args.realiad_images, args.realiad_categories = min(args.realiad_images, 80), min(args.realiad_categories, 2)
+        args.realiad_dims, args.realiad_depths = args.realiad_dims or args.dims, args.realiad_depths or args.depths
     unknown = set(args.modes) - set(MODES)
     if unknown:
         parser.error(f"--modes: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODES)}")

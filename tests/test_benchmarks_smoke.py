@@ -393,3 +393,20 @@ def test_eval_scale_authors_pro_matches_the_procedure_threshold_by_threshold(ben
     # a perfect map never gives a false positive: the procedure's FPR rescaling divides by zero
     assert np.isnan(eval_scale.authors_pro(masks, masks.astype(np.float32)))
     assert np.isnan(eval_scale.authors_pro(np.zeros_like(masks), maps))
+
+
+@pytest.mark.slow  # the preset through anomalib's CLI parser, four forked runs: ~1 min on a loaded machine
+def test_eval_scale_realiad_quick_runs_the_unified_preset_on_a_generated_set(bench, tmp_path):
+    options = ["--realiad", "--quick", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path)]
+    result = json.loads(bench("eval_scale").main([*options, *ONE_THREAD]).read_text(encoding="utf-8"))["realiad"]
+    assert result["preset"] == "realiad_unified"
+    assert result["categories"] == ["audiojack", "bottle_cap"]
+    runs = result["runs"]
+    assert list(runs) == ["fit", "test_pilot_small", "test_pilot", "test_full"]
+    for run in runs.values():
+        assert "peak_rss_mib" in run, run  # neither skipped nor failed
+        assert run["peak_rss_mib"] >= run["rss_start_mib"] > 0
+    assert runs["test_full"]["test_images"] == 80  # both categories' whole test lists
+    assert runs["test_full"]["predicted_mib"] > 0  # from the two pilot tests
+    metrics = runs["test_full"]["metrics"]
+    assert {"audiojack/image_AUROC", "bottle_cap/pixel_AUROC", "mean/image_AUROC"} <= set(metrics)
