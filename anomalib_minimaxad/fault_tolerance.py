@@ -8,7 +8,7 @@ weights drift apart. The :class:`ExactResume` callback (which ``MiniMaxAD.config
 reseeds ``torch``, ``numpy`` and ``random`` from ``(global seed, epoch)`` at every epoch start, so that epoch
 ``e`` draws the same data order, worker seeds and augmentations whether or not the run was interrupted before
 it. It acts only when a global seed is set (``seed_everything``, which a preset's ``seed_everything`` does on
-``anomalib train`` for MiniMaxAD, see :mod:`anomalib_minimaxad._registration`); checkpoints are taken at epoch
+``anomalib train`` for MiniMaxAD: the CLI seeds before it builds the model); checkpoints are taken at epoch
 ends by anomalib, which is where resumption is exact (Lightning cannot replay half an epoch).
 
 anomalib's ``Engine.train(ckpt_path=...)`` (``anomalib train --ckpt_path``) fits from the checkpoint and then
