@@ -575,10 +575,15 @@ def plot(results: Sequence[dict[str, Any]], path: Path, machine: dict[str, Any])
     return path
 
 
-def run_sweep(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
-    """Every measurement of the size sweep, each in a fresh process unless predicted over the budget."""
+def run_sweep(args: argparse.Namespace, machine: dict[str, Any], partial: Path) -> dict[str, Any]:
+    """Every measurement of the size sweep, each in a fresh process unless predicted over the budget.
+
+    The rows so far are written to ``partial`` after each measurement (an interrupted sweep keeps them: give that
+    file to ``--merge``).
+    """
     root = args.data_dir / "mvtec_layout"
-    prepare_data(args, root)
+    if args.sizes:
+        prepare_data(args, root)
     limit_mib = args.max_gb * GB / MIB
     started = machine["date"]
     results: list[dict[str, Any]] = []
@@ -610,6 +615,7 @@ def run_sweep(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, An
             else:
                 print(f"  peak {record['peak_rss_mib']:.0f} MiB, {record['seconds']:.1f} s", flush=True)
             results.append(record)
+            benchlib.write_json(partial, {"machine": machine, "results": results, "partial": True})
     merged_from = None
     if args.merge is not None:
         previous = json.loads(args.merge.read_text(encoding="utf-8"))
@@ -835,7 +841,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
             payload["realiad"] = run_realiad(args)
             prefix = "eval_scale_realiad"
         else:
-            payload |= run_sweep(args, machine)
+            partial = benchlib.result_path(args.data_dir, "eval_scale_partial")
+            print(f"rows so far: {partial}")
+            payload |= run_sweep(args, machine, partial)
             payload["memory"] = "VmHWM of a process forked per measurement after the imports (includes Python, torch)"
             prefix = "eval_scale"
     machine["load_average_end"] = os.getloadavg()
