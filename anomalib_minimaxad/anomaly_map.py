@@ -1,3 +1,9 @@
+# Original Code
+# Copyright (c) 2025 WangFengJie
+# https://github.com/WangFengJiee/MiniMaxAD
+# SPDX-License-Identifier: MIT
+#
+# Modified
 # Copyright (C) 2026 anomalib-minimaxad developers
 # SPDX-License-Identifier: Apache-2.0
 """Anomaly maps and image scores of MiniMaxAD.

@@ -1,3 +1,9 @@
+# Original Code
+# Copyright (c) 2023 the UniRepLKNet authors (Xiaohan Ding et al.)
+# https://github.com/AILab-CVC/UniRepLKNet
+# SPDX-License-Identifier: Apache-2.0
+#
+# Modified
 # Copyright (C) 2026 anomalib-minimaxad developers
 # SPDX-License-Identifier: Apache-2.0
 """The layers of UniRepLKNet, each with the re-parameterization that fuses it for inference.

@@ -1,3 +1,14 @@
+# Original Code
+# Copyright (c) 2023 the UniRepLKNet authors (Xiaohan Ding et al.)
+# https://github.com/AILab-CVC/UniRepLKNet
+# SPDX-License-Identifier: Apache-2.0
+#
+# Original Code
+# Copyright (c) 2025 WangFengJie
+# https://github.com/WangFengJiee/MiniMaxAD
+# SPDX-License-Identifier: MIT
+#
+# Modified
 # Copyright (C) 2026 anomalib-minimaxad developers
 # SPDX-License-Identifier: Apache-2.0
 """The UniRepLKNet networks: the classifier, and MiniMaxAD's encoder, bottleneck and decoder.
