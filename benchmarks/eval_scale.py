@@ -21,8 +21,9 @@ test images defective), with each evaluation side by side:
 A fourth test, ``none`` (no evaluator, no post-processor), is the network and data alone: the metric cost of a
 mode is its test time minus that, per image.
 
-``--merge PREVIOUS.json`` adds the rows of an earlier run for the modes this run does not measure (each row keeps
-its start time and load), so that one table, JSON and plot holds all modes when they had to be measured apart.
+``--merge EARLIER.json`` (repeatable) adds the rows of earlier runs for the resolutions and modes this run does not
+measure (each row keeps its start time and load), so that one table, JSON and plot holds runs that had to be made
+apart (``--sizes ""`` measures nothing: a report of the merged files).
 
 Every measurement runs in a fresh process, forked from this one after the libraries are imported and before any
 tensor work (so no import time is paid per measurement, and OpenMP is not yet running when it forks): its peak
@@ -616,15 +617,17 @@ def run_sweep(args: argparse.Namespace, machine: dict[str, Any], partial: Path) 
                 print(f"  peak {record['peak_rss_mib']:.0f} MiB, {record['seconds']:.1f} s", flush=True)
             results.append(record)
             benchlib.write_json(partial, {"machine": machine, "results": results, "partial": True})
-    merged_from = None
-    if args.merge is not None:
-        previous = json.loads(args.merge.read_text(encoding="utf-8"))
-        kept = [r for r in previous["results"] if r["mode"] not in args.modes]
-        merged_from = {
-            "path": str(args.merge),
+    merged_from = []
+    for earlier in args.merge:
+        previous = json.loads(earlier.read_text(encoding="utf-8"))
+        # a row this run measured again (same resolution and mode) replaces the earlier one
+        measured = {(r["resolution"], r["mode"]) for r in results}
+        kept = [r for r in previous["results"] if (r["resolution"], r["mode"]) not in measured]
+        merged_from.append({
+            "path": str(earlier),
             "machine": previous["machine"],
-            "modes": sorted({r["mode"] for r in kept}),
-        }
+            "rows": sorted({f"{r['resolution']} px {r['mode']}" for r in kept}),
+        })  # fmt: skip
         results = kept + results
     add_costs(results)
     slope_rows = slopes(results)
@@ -787,7 +790,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None, help="generated data (default: a temporary folder)")
     parser.add_argument("--out-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument(
-        "--merge", type=Path, default=None, help="an earlier eval_scale JSON: add its rows of the other modes"
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier eval_scale JSON (repeatable): add its rows of the resolutions and modes not measured here",
     )
     parser.add_argument("--quick", action="store_true", help="64 px, 4 and 8 test images, 4 training images")
     parser.add_argument("--realiad", action="store_true", help="measure the Real-IAD preset at scale instead")
