@@ -35,7 +35,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A tiny MiniMaxAD fitted for an epoch, with its OpenVINO and torch exports."""
     work = tmp_path_factory.mktemp("model_api")
     data_root = generate_demo_dataset(
-        work / "data", categories=(CATEGORY,), image_size=IMAGE_SIZE, num_train=8, num_test_good=2, num_test_defect=3
+        work / "data",
+        categories=(CATEGORY,),
+        image_size=IMAGE_SIZE,
+        num_train=8,
+        num_test_good=2,
+        num_test_defect=3,
     )
     datamodule = MVTecAD(root=data_root, category=CATEGORY, train_batch_size=4, eval_batch_size=8, num_workers=0)
     seed_everything(0)

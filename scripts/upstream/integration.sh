@@ -5,8 +5,9 @@
 # tests/anomalib_integration/) for MiniMaxAD, run from the patched anomalib 2.7.0: fit, test, train, validate,
 # predict and the three exports (torch, onnx, openvino) of `get_model("mini_max_a_d")` on anomalib's dummy
 # MVTec AD dataset. The environment is a fresh virtual environment (no system site-packages) holding only the
-# patched anomalib with its openvino extra, the pinned torch of scripts/setup_env.sh (from pip's cache after the
-# first run) and pytest: neither this package nor its import hook is in it, which the script checks.
+# patched anomalib with its openvino and datasets extras (the dummy datasets need pyarrow), the pinned torch of
+# scripts/setup_env.sh (from pip's cache after the first run) and pytest: neither this package nor its import
+# hook is in it, which the script checks.
 #
 # One substitution: the default model loads the encoder's ImageNet weights (pre_trained=True), which cannot be
 # downloaded here. $MINIMAXAD_WEIGHTS_DIR names a folder holding a file of that name with a randomly initialised
@@ -29,12 +30,12 @@ done <"$repo/tests/anomalib_integration/vendored.sha1"
 step "the patched anomalib tree"
 bash "$repo/scripts/upstream_patch.sh" "$work/minimaxad.patch" "$work/anomalib"
 
-step "a fresh virtual environment with the patched anomalib[openvino], torch and pytest"
+step "a fresh virtual environment with the patched anomalib[openvino,datasets], torch and pytest"
 venv="$work/venv"
 "$PYTHON" -m venv "$venv"
 quiet_pip install --quiet --upgrade pip
 quiet_pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-quiet_pip install --quiet "$work/anomalib[openvino]" pytest
+quiet_pip install --quiet "$work/anomalib[openvino,datasets]" pytest
 quiet_pip check
 cd "$work"
 "$venv/bin/python" - <<'PY'

@@ -59,11 +59,13 @@ class Rule:
     line: int
 
     def matches(self, path: str) -> re.Match[str] | None:
+        """The match of this rule's pattern on a package path (``None`` if it does not match)."""
         regex = "^" + re.escape(self.pattern).replace(r"\*", "([^/]*)") + "$"
         return re.match(regex, path)
 
 
 def read_layout(path: Path) -> list[Rule]:
+    """The rules of layout.txt, in order."""
     rules = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
@@ -204,10 +206,12 @@ def rewrite_source(text: str, path: str, modules: dict[str, str | None]) -> str:
 
 
 def run(command: list[str], cwd: Path) -> None:
+    """Run a command (git, ruff) in ``cwd``; fail on a non-zero exit."""
     subprocess.run(command, cwd=cwd, check=True)
 
 
 def git(tree: Path, *args: str) -> str:
+    """Output of ``git ARGS`` in ``tree``."""
     return subprocess.run(["git", *args], cwd=tree, check=True, capture_output=True, text=True).stdout
 
 
@@ -217,7 +221,9 @@ def insert_after(path: Path, anchor: str, addition: str, count: int = 1) -> None
     lines = text.splitlines(keepends=True)
     positions = [i for i, line in enumerate(lines) if line.rstrip("\n") == anchor]
     if len(positions) != count:
-        msg = f"{path}: expected {count} line(s) {anchor!r}, found {len(positions)}: anomalib changed, update the script"
+        msg = (
+            f"{path}: expected {count} line(s) {anchor!r}, found {len(positions)}: anomalib changed, update the script"
+        )
         raise LayoutError(msg)
     for position in reversed(positions):
         lines.insert(position + 1, addition)
@@ -225,6 +231,7 @@ def insert_after(path: Path, anchor: str, addition: str, count: int = 1) -> None
 
 
 def insert_before(path: Path, anchor: str, addition: str) -> None:
+    """Insert ``addition`` before the one occurrence of ``anchor``, or fail."""
     text = path.read_text(encoding="utf-8")
     if text.count(anchor) != 1:
         msg = f"{path}: expected one {anchor!r}, found {text.count(anchor)}: anomalib changed, update the script"
@@ -235,7 +242,11 @@ def insert_before(path: Path, anchor: str, addition: str) -> None:
 def register(tree: Path) -> None:
     """Add MiniMaxAD to anomalib.models and anomalib.models.image, after MH-PatchCore (alphabetical order)."""
     image = tree / "src/anomalib/models/image/__init__.py"
-    insert_after(image, "    - :class:`MHPatchcore`: Mahalanobis PatchCore", "    - :class:`MiniMaxAD`: MiniMaxAD\n")
+    insert_after(
+        image,
+        "    - :class:`MHPatchcore`: Mahalanobis PatchCore",
+        "    - :class:`MiniMaxAD`: Lightweight Autoencoder for Feature-Rich Anomaly Detection\n",
+    )
     insert_after(image, "from .mh_patchcore import MHPatchcore", "from .minimaxad import MiniMaxAD\n")
     insert_after(image, '    "MHPatchcore",', '    "MiniMaxAD",\n')
     models = tree / "src/anomalib/models/__init__.py"
@@ -262,7 +273,11 @@ def example_config(preset: Path) -> str:
         msg = f"{preset} lacks a model: or trainer: block"
         raise LayoutError(msg)
     model = "\n".join(blocks["model"]).rstrip()
-    model, count = re.subn(r"class_path: anomalib_minimaxad\.MiniMaxAD\b", "class_path: anomalib.models.MiniMaxAD", model)
+    model, count = re.subn(
+        r"class_path: anomalib_minimaxad\.MiniMaxAD\b",
+        "class_path: anomalib.models.MiniMaxAD",
+        model,
+    )
     if count != 1:
         msg = f"{preset}: model.class_path is not anomalib_minimaxad.MiniMaxAD"
         raise LayoutError(msg)
@@ -299,13 +314,14 @@ def benchmark_table() -> str:
 def paper_table() -> str:
     """Markdown table of the paper's figures stored in benchmarks/paper_results.json (those it holds)."""
     paper = json.loads((REPO / "benchmarks/paper_results.json").read_text(encoding="utf-8"))
-    rows = ["| Dataset | Setting | Metric | Paper |", "| --- | --- | --- | --- |"]
+    rows = ["| Dataset | Setting | Metric | Paper | Checked against the paper |", "| --- | --- | --- | --- | --- |"]
     for dataset, entry in paper["datasets"].items():
         if not entry:
             continue
         for metric, value in entry.get("mean", {}).items():
             setting = entry["setting"].split(",")[0]
-            rows.append(f"| {dataset} | {setting} | {metric} | {value} |")
+            checked = "yes" if entry.get("verified") else "no (figure as given, table not read)"
+            rows.append(f"| {dataset} | {setting} | {metric} | {value} | {checked} |")
     return "\n".join(rows)
 
 
@@ -314,17 +330,20 @@ def add_files(tree: Path) -> None:
     files = HERE / "files"
     model_dir = tree / "src/anomalib/models/image/minimaxad"
     readme = (files / "model_README.md").read_text(encoding="utf-8")
-    (model_dir / "README.md").write_text(readme.replace("{paper_table}", paper_table()).replace("{benchmark_table}", benchmark_table()), encoding="utf-8")
+    (model_dir / "README.md").write_text(
+        readme.replace("{paper_table}", paper_table()).replace("{benchmark_table}", benchmark_table()),  # noqa: RUF027
+        encoding="utf-8",
+    )
     shutil.copyfile(files / "LICENSE", model_dir / "LICENSE")
     docs = tree / "docs/source/markdown/guides/reference/models/image"
     docs.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(files / "docs_minimaxad.md", docs / "minimaxad.md")
     insert_before(
         docs / "index.md",
-        ":::{grid-item-card} {material-regular}`model_training;1.5em` FastFlow\n",
+        ":::{grid-item-card} {material-regular}`model_training;1.5em` PaDiM\n",
         (files / "docs_index_card.md").read_text(encoding="utf-8"),
     )
-    insert_after(docs / "index.md", "./inp_former", "./minimaxad\n")
+    insert_after(docs / "index.md", "./l2bt", "./minimaxad\n")
     config = tree / "examples/configs/model/minimaxad.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(example_config(REPO / PACKAGE / "configs/minimaxad.yaml"), encoding="utf-8")
@@ -339,7 +358,7 @@ def add_files(tree: Path) -> None:
     changelog = tree / "CHANGELOG.md"
     text = changelog.read_text(encoding="utf-8")
     unreleased = "## [Unreleased]\n\n### Added\n\n"
-    if not text.count(unreleased) == 1:
+    if text.count(unreleased) != 1:
         msg = f"{changelog}: no '## [Unreleased]' section starting with '### Added'"
         raise LayoutError(msg)
     entry = (files / "CHANGELOG_entry.md").read_text(encoding="utf-8")
@@ -394,11 +413,12 @@ def make_tree(sdist: Path, tree: Path) -> list[str]:
     add_files(tree)
     return sorted(
         {*written, "src/anomalib/models/__init__.py", "src/anomalib/models/image/__init__.py"}
-        | ({line for line in git(tree, "diff", "--name-only").split() if line.endswith(".py")})
+        | ({line for line in git(tree, "diff", "--name-only").split() if line.endswith(".py")}),
     )
 
 
 def main() -> int:
+    """Build the tree, re-sort its imports, write the patch; 1 on a layout error."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sdist", type=Path, help="anomalib-2.7.0.tar.gz")
     parser.add_argument("tree", type=Path, help="where to build the patched tree (replaced)")
@@ -417,7 +437,10 @@ def main() -> int:
     args.patch.write_text(git(args.tree, "diff", "--cached", "--binary"), encoding="utf-8")
     if args.python_files:
         args.python_files.write_text("\n".join(python_files) + "\n", encoding="utf-8")
-    print(f"{args.patch}: {len(python_files)} Python files, {len(git(args.tree, 'diff', '--cached', '--name-only').split())} files in all")
+    print(
+        f"{args.patch}: {len(python_files)} Python files, "
+        f"{len(git(args.tree, 'diff', '--cached', '--name-only').split())} files in all",
+    )
     return 0
 
 
