@@ -485,7 +485,10 @@ class MiniMaxAD(AnomalibModule):
             auroc(fields=["pred_score", "gt_label"], prefix="image_", **tested),
             F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
             auroc(**pixels, **tested),
-            F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
+            # Streaming: no torchmetrics input check (a torch.unique of every mask), the streaming metrics check masks
+            F1Score(
+                fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False, validate_args=not streaming_metrics
+            ),
             aupro_metric(**pixels, **tested),
             aupr(**pixels, **tested),
         ]

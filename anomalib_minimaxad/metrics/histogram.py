@@ -147,12 +147,12 @@ def _bin(values: torch.Tensor, target: torch.Tensor, binning: Binning) -> BatchH
     labels = target.detach().reshape(-1)
     if labels.dtype == torch.bool:
         invalid = torch.zeros((), dtype=torch.int64, device=flat.device)
-        index = torch.add(slot, labels, alpha=binning.slots)
+        index = slot + labels.to(torch.int32).mul_(binning.slots)  # (an add with alpha and a bool is 10x slower)
     else:
         bad = (labels != 0) & (labels != 1)
         invalid = bad.sum()
         # Values with an invalid target go to a third row that is dropped.
-        index = torch.add(slot, torch.where(bad, 2, labels.to(torch.int32)), alpha=binning.slots)
+        index = slot + torch.where(bad, 2, labels.to(torch.int32)).mul_(binning.slots)
     counts = count(index, 3 * binning.slots)[: 2 * binning.slots].reshape(2, binning.slots)
     return BatchHistogram(slot=slot, counts=counts, invalid_targets=invalid, extrema=extrema.to(flat.device))
 

@@ -200,7 +200,19 @@ class _RegionHistograms(HistogramState):
         ):
             msg = f"anomaly maps {tuple(preds.shape)} and masks {tuple(target.shape)} must have the same shape."
             raise ValueError(msg)
-        return preds.reshape(-1, *preds.shape[-2:]), target.reshape(-1, *target.shape[-2:]) != 0
+        masks = target.reshape(-1, *target.shape[-2:])
+        return preds.reshape(-1, *preds.shape[-2:]), masks if masks.dtype == torch.bool else masks != 0
+
+    @staticmethod
+    def _opencv_regions(masks: torch.Tensor) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Per CPU mask: 8-connected regions (OpenCV), as ``(number, labels, 1 / size per label)``."""
+        regions = []
+        for mask in masks.contiguous().view(torch.uint8).numpy():
+            num_labels, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+            inverse_size = np.zeros(num_labels)  # label 0: the background (of area 0 in a full mask)
+            inverse_size[1:] = 1.0 / stats[1:, cv2.CC_STAT_AREA]
+            regions.append((num_labels - 1, labels, inverse_size))
+        return regions
 
     @staticmethod
     def _region_weights(masks: torch.Tensor, opencv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,16 +225,9 @@ class _RegionHistograms(HistogramState):
         if opencv if opencv is not None else masks.device.type == "cpu":
             weights = torch.zeros(masks.shape, dtype=torch.float64)
             regions = torch.zeros(masks.shape[0], dtype=torch.int64)
-            for index, mask in enumerate(masks.numpy().astype(np.uint8)):
-                if not mask.any():
-                    continue
-                num_labels, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-                areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-                inverse_size = np.zeros_like(areas)  # label 0: the background (of area 0 in a full mask)
-                inverse_size[1:] = 1.0 / areas[1:]
-                weights[index] = torch.from_numpy(inverse_size[labels])
-                regions[index] = num_labels - 1
-            return weights, regions
+            for index, (number, labels, inverse_size) in enumerate(_RegionHistograms._opencv_regions(masks.cpu())):
+                weights[index], regions[index] = torch.from_numpy(inverse_size[labels]), number
+            return weights.to(masks.device), regions.to(masks.device)
         batch, pixels = masks.shape[0], masks.shape[-2] * masks.shape[-1]
         labels = connected_components(masks.unsqueeze(1).float(), num_iterations=_GPU_CCA_ITERATIONS).view(batch, -1)
         # Labels are ids within the plane (plus the plane's offset in recent kornia): make them unique per batch.
@@ -251,17 +256,24 @@ class _StreamingAUPRO(_RegionHistograms):
         """Add anomaly maps ``(B, [1,] H, W)`` and their masks of the same shape."""
         maps, masks = self._planes(preds, target)
         binned = self._add(preds, target)
-        if masks.device.type == "cpu":  # label only the images with a defect
-            defective = masks.flatten(1).any(1).nonzero().squeeze(1)
-            if not len(defective):
-                return
-            masks = masks[defective]
-            slots = binned.slot.view(maps.shape[0], -1)[defective].reshape(-1)
-        else:
-            slots = binned.slot
-        weights, regions = self._region_weights(masks)
-        self.region_weight += count(slots, self.binning.slots, weights.reshape(-1))
-        self.num_regions += regions.sum().to(self.num_regions.device)
+        if masks.device.type != "cpu":  # dense weights: no host sync
+            weights, regions = self._region_weights(masks)
+            self.region_weight += count(binned.slot, self.binning.slots, weights.reshape(-1))
+            self.num_regions += regions.sum()
+            return
+        # On the CPU: label the images with a defect, and add only their defect pixels.
+        slots = binned.slot.view(maps.shape[0], -1)
+        defective = masks.flatten(1).any(1).nonzero().squeeze(1).tolist()
+        region_slots, region_weights = [], []
+        for image, (number, labels, inverse_size) in zip(
+            defective, self._opencv_regions(masks[defective]), strict=True
+        ):
+            pixels = np.flatnonzero(labels)
+            region_slots.append(slots[image][torch.from_numpy(pixels)])
+            region_weights.append(torch.from_numpy(inverse_size[labels.reshape(-1)[pixels]]))
+            self.num_regions += number
+        if defective:
+            self.region_weight += count(torch.cat(region_slots), self.binning.slots, torch.cat(region_weights))
 
     def compute(self) -> torch.Tensor:
         """AUPRO, ``nan`` without regions or without normal pixels."""
