@@ -25,7 +25,7 @@ from lightning.pytorch import seed_everything
 from scipy.ndimage import gaussian_filter
 
 from anomalib_minimaxad import MiniMaxAD
-from anomalib_minimaxad.data import MVTecLayout, generate_demo_dataset
+from anomalib_minimaxad.data import MVTecLayout, PerCategoryMetrics, generate_demo_dataset
 from anomalib_minimaxad.metrics import (
     PerImageAUPRO,
     StreamingAUPR,
@@ -191,6 +191,15 @@ def test_values_outside_the_range_nan_and_bad_targets_raise() -> None:
         run(StreamingAUPR(fields=PIXELS), maps, torch.where(torch.arange(maps.numel()).view(maps.shape) < 2, 2, 0))
     with pytest.raises(ValueError, match="value_range"):
         StreamingAUROC(fields=PIXELS, value_range=(1.0, 1.0))
+
+
+def test_per_category_results_do_not_hide_values_outside_the_range() -> None:
+    maps, masks = make_set(15, 4, 16, 16)
+    callback = PerCategoryMetrics(metrics=[StreamingAUROC(fields=PIXELS, prefix="pixel_")])
+    callback.reset(["a", "b"])
+    callback.update(SimpleNamespace(anomaly_map=maps * 2, gt_mask=masks, gt_label=masks.flatten(1).any(1)), ["a"] * 4)
+    with pytest.raises(ValueError, match="outside the declared value_range"):
+        callback.compute()
 
 
 def test_shared_batches_and_in_place_changes() -> None:

@@ -61,6 +61,7 @@ from anomalib.metrics import AnomalibMetric
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_minimaxad.fault_tolerance import atomic_write
+from anomalib_minimaxad.metrics.histogram import HistogramState
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -433,7 +434,9 @@ class PerCategoryMetrics(Callback):
             return math.nan
         try:
             value = metric.compute()
-        except Exception as exc:  # noqa: BLE001 - an undefined metric must not lose the others
+        except Exception as exc:
+            if isinstance(metric, HistogramState):  # undefined is nan there: an error is bad input (range, NaN)
+                raise
             logger.warning("%s of category %r is undefined (%s: %s).", metric.name, category, type(exc).__name__, exc)
             return math.nan
         if value is None:
