@@ -23,6 +23,18 @@ Deferred entry points are retried when the outermost followed import completes, 
 (module ``__getattr__``) and before ``list_models`` / ``_get_model_class_by_name`` run. A failing entry
 point is logged as a warning and skipped: it never breaks importing anomalib.
 
+**Seeds on the command line.** anomalib 2.7's CLI parses ``seed_everything`` ("run seed_everything with
+this value before classes instantiation") but never calls it, so a preset's ``seed_everything: 111`` does
+nothing. Once ``anomalib.cli.cli`` has executed, :func:`on_module_loaded` wraps
+``AnomalibCLI.before_instantiate_classes`` so that, for a MiniMaxAD model (or a subclass) only, it seeds as
+``LightningCLI`` does before building the model and the datamodule: an int seeds with that value, ``true``
+(anomalib's default) as Lightning's ``seed_everything()`` without a value (``PL_GLOBAL_SEED``, else 0),
+``false`` not at all; the seed used is written back into the config, so the saved ``config.yaml`` records
+it. Every other model runs exactly as anomalib runs it. The same fix for anomalib itself is
+``scripts/upstream/cli_seed.patch``; with it applied, our wrapper seeds a second time with the same value,
+which changes nothing. A wrapper of the CLI, rather than a callback or the model, because the seed must be
+set before the model's initial weights and the datamodule exist, and only the CLI knows it then.
+
 This module is imported only when the hook fires, so it must stay free of heavy imports.
 """
 
@@ -40,6 +52,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: anomalib's CLI module, whose ``AnomalibCLI`` gets the seeding (see the module docstring).
+_CLI_MODULE = "anomalib.cli.cli"
+#: Module and name of the model class the seeding is for (itself and its subclasses).
+_OUR_MODEL = ("anomalib_minimaxad.lightning_model", "MiniMaxAD")
 #: Module of anomalib -> entry-point group whose objects are published on it.
 GROUPS: dict[str, str] = {"anomalib.models": "anomalib.models", "anomalib.data": "anomalib.data"}
 #: Packages whose modules the hook follows (``anomalib_minimaxad_hook.executing``).
@@ -66,6 +82,7 @@ def on_module_loaded(module: ModuleType) -> None:
     if group is not None:
         _register_group(module, group)
     resolve_pending()
+    _seed_cli_runs_of_our_model()
 
 
 def resolve_pending() -> None:
@@ -196,3 +213,47 @@ def _resolving_first(function: Callable[..., Any]) -> Callable[..., Any]:
 
     setattr(wrapper, _HOOKED, True)
     return wrapper
+
+
+def _seed_cli_runs_of_our_model() -> None:
+    """Wrap ``AnomalibCLI.before_instantiate_classes`` once ``anomalib.cli.cli`` has fully executed."""
+    module = sys.modules.get(_CLI_MODULE)
+    cli_class = getattr(module, "AnomalibCLI", None)
+    if cli_class is None or _CLI_MODULE in _executing():
+        return
+    original = cli_class.__dict__.get("before_instantiate_classes")
+    if not callable(original) or getattr(original, _HOOKED, False):
+        return
+
+    @functools.wraps(original)
+    def before_instantiate_classes(self: Any) -> None:  # noqa: ANN401
+        if _config_builds_our_model(self.config, self.subcommand):
+            _seed_like_lightning_cli(self.config, self.subcommand)
+        original(self)
+
+    setattr(before_instantiate_classes, _HOOKED, True)
+    cli_class.before_instantiate_classes = before_instantiate_classes
+
+
+def _config_builds_our_model(config: Any, subcommand: str | None) -> bool:  # noqa: ANN401  # jsonargparse Namespace
+    """Whether the parsed ``config`` of ``subcommand`` builds MiniMaxAD or a subclass of it."""
+    section = config.get(subcommand) if subcommand else config
+    model = section.get("model") if section is not None else None
+    class_path = model.get("class_path") if hasattr(model, "get") else None
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    module_name, _, name = class_path.rpartition(".")
+    model_class = getattr(sys.modules.get(module_name), name, None)  # jsonargparse has imported it
+    our_model = getattr(sys.modules.get(_OUR_MODEL[0]), _OUR_MODEL[1], None)
+    return isinstance(model_class, type) and our_model is not None and issubclass(model_class, our_model)
+
+
+def _seed_like_lightning_cli(config: Any, subcommand: str | None) -> None:  # noqa: ANN401  # jsonargparse Namespace
+    """``LightningCLI._set_seed``: seed with the config's ``seed_everything`` and record the seed used."""
+    from lightning.pytorch import seed_everything  # noqa: PLC0415  # anomalib's CLI has imported lightning
+
+    section = config.get(subcommand) if subcommand else config
+    seed = section.get("seed_everything", False)
+    if seed is False:
+        return
+    section["seed_everything"] = seed_everything(None if seed is True else seed, workers=True)
