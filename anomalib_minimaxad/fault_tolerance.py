@@ -421,7 +421,7 @@ class ExactResume(Callback):
         del trainer, pl_module
         self._first_epoch_of_fit = True
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: PLR6301 - Lightning's hook
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Note a fit resumed from a checkpoint inside ``Engine.train`` (the checkpoint is restored by now)."""
         del pl_module
         _RESUMED_TRAINS.pop(trainer, None)
@@ -429,13 +429,13 @@ class ExactResume(Callback):
         if trainer.ckpt_path is not None and train_frame is not None:
             _RESUMED_TRAINS[trainer] = _ResumedTrain(id(train_frame), str(trainer.ckpt_path))
 
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: PLR6301 - Lightning's hook
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Keep the fitted weights of a resumed ``Engine.train`` fit for the test that follows it."""
         resumed = _RESUMED_TRAINS.get(trainer)
         if resumed is not None:
             resumed.fitted_state = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
 
-    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: PLR6301 - Lightning's hook
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """In the test of a resumed ``Engine.train``, put back the fitted weights that ``ckpt_path`` replaced."""
         resumed = _RESUMED_TRAINS.pop(trainer, None)
         train_frame = _engine_train_frame()
@@ -470,7 +470,7 @@ class ExactResume(Callback):
 
 def _engine_train_frame() -> FrameType | None:
     """The innermost running frame of anomalib's ``Engine.train``, if one is on the stack."""
-    from anomalib.engine import Engine  # anomalib's engine imports this package's model
+    from anomalib.engine import Engine  # noqa: PLC0415 - anomalib's engine imports this package's model
 
     train_code = Engine.train.__code__
     frame = sys._getframe(1)  # noqa: SLF001  # the one way to tell Engine.train's test from an explicit test
