@@ -15,7 +15,11 @@ DATA = Path(__file__).parent / "data" / "training_tiny"
 META = json.loads((DATA / "meta.json").read_text())
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-RTOL = 1e-4
+# Set from the spread measured over 1-16 threads and three CPU kernel levels (tests/data/REFERENCE.md, "Tolerances
+# and their measured spread"): losses within 4.2e-7 (limit 24x that); weights within 2.8e-5 with the ADC loss
+# (limit 2e-4, 7x) and 5.3e-4 with the global loss (limit 2e-3, 3.8x; one parameter whose gradient elements are
+# near Adam's eps, so its first step's size follows the rounding of the gradient).
+LOSS_RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +111,24 @@ def test_gradient_free_parameters_are_the_batchnormed_biases(fixture: dict) -> N
     assert sum(".dwconv." in name for name in names) == 12
 
 
+def test_optimizer_settings_are_the_authors() -> None:
+    """By value: a weight decay of 5e-5 instead of 1e-5 moves these weights less than their measured spread."""
+    module = MiniMaxAD(pre_trained=False, dims=META["dims"], depths=META["depths"], evaluator=False, visualizer=False)
+    (group,) = module.configure_optimizers()["optimizer"].param_groups
+    assert (group["lr"], group["betas"], group["weight_decay"]) == (
+        META["lr"],
+        tuple(META["betas"]),
+        META["weight_decay"],
+    )
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize(("loss", "steps"), [("adc", 3), ("global", 2)])
-def test_training_steps_match_authors(fixture: dict, loss: str, steps: int) -> None:
+@pytest.mark.parametrize(("loss", "steps", "weight_rtol"), [("adc", 3, 2e-4), ("global", 2, 2e-3)])
+def test_training_steps_match_authors(fixture: dict, loss: str, steps: int, weight_rtol: float) -> None:
     losses, module = train(fixture, loss, steps)
     # The losses see the gradient-free parameters only through train-mode BatchNorms, which cancel them.
-    torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64), fixture[loss]["losses"], rtol=RTOL, atol=0)
+    expected_losses = fixture[loss]["losses"]
+    torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64), expected_losses, rtol=LOSS_RTOL, atol=0)
     free = gradient_free(fixture)
     excluded = free | downstream_running_means(free)
     for part in ("bottleneck", "decoder"):
@@ -122,4 +138,4 @@ def test_training_steps_match_authors(fixture: dict, loss: str, steps: int) -> N
         errors = {name: relative_error(ours[name], theirs[name]) for name in theirs if f"{part}.{name}" not in excluded}
         assert len(errors) > len(theirs) * 0.8
         worst = max(errors, key=errors.__getitem__)
-        assert errors[worst] <= RTOL, f"{part}.{worst}: relative error {errors[worst]:.2e}"
+        assert errors[worst] <= weight_rtol, f"{part}.{worst}: relative error {errors[worst]:.2e}"
