@@ -256,13 +256,20 @@ def exact_evaluator() -> Any:  # noqa: ANN401
     return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)
 
 
-def build_model(mode: str, dims: Sequence[int], depths: Sequence[int]) -> Any:  # noqa: ANN401
-    """MiniMaxAD with the evaluation of ``mode`` (random weights, no visualizer)."""
+def build_model(mode: str, resolution: int, dims: Sequence[int], depths: Sequence[int]) -> Any:  # noqa: ANN401
+    """MiniMaxAD with the evaluation of ``mode`` at ``resolution`` px (random weights, no visualizer)."""
     from anomalib.post_processing import PostProcessor  # noqa: PLC0415
 
     from anomalib_minimaxad import MiniMaxAD  # noqa: PLC0415
 
-    common = {"pre_trained": False, "dims": tuple(dims), "depths": tuple(depths), "visualizer": False}
+    common = {
+        "pre_trained": False,
+        "dims": tuple(dims),
+        "depths": tuple(depths),
+        "visualizer": False,
+        # the default pre-processor resizes to 256 px: the maps would not be of the images' size
+        "pre_processor": MiniMaxAD.configure_pre_processor(image_size=(resolution, resolution)),
+    }
     if mode == "ours":
         return MiniMaxAD(**common)
     if mode == "anomalib":
@@ -302,7 +309,7 @@ def run_measurement(measurement: Measurement, args: argparse.Namespace, root: Pa
         eval_batch_size=args.batch,
         num_workers=0,
     )
-    model = build_model(measurement.mode, args.dims, args.depths)
+    model = build_model(measurement.mode, measurement.resolution, args.dims, args.depths)
     if measurement.phase == "test" and measurement.mode in PLAIN_MODES:
         model.strict_loading = False  # the weights of a fit with a post-processor: its statistics are not used
     callbacks = (
@@ -342,6 +349,7 @@ def run_measurement(measurement: Measurement, args: argparse.Namespace, root: Pa
         "load_start": load_start,
         "load_end": os.getloadavg(),
         "test_images": len(datamodule.test_data.samples),
+        "map_size": list(model.pre_processor.transform.transforms[0].size),
         "metrics": metrics,
         "evaluation": describe_evaluation(model),
     }
