@@ -33,6 +33,7 @@ from anomalib_minimaxad.metrics import (
     StreamingAUROC,
     StreamingF1AdaptiveThreshold,
     StreamingPerImageAUPRO,
+    histogram,
 )
 from anomalib_minimaxad.metrics.streaming import _RegionHistograms
 from anomalib_minimaxad.post_processing import StreamingPostProcessor
@@ -153,6 +154,16 @@ def test_empty_full_and_single_pixel_masks() -> None:
     metric = StreamingPerImageAUPRO(fields=PIXELS)
     assert run(metric, maps, masks) == pytest.approx(expected, abs=1e-4)
     assert int(metric.num_full_masks) == 1
+
+
+def test_accelerator_code_path_gives_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerator path (index_add_, kornia labelling, dense weights, no host sync) run on the CPU."""
+    maps, masks = make_set(16, 6, 40, 40)
+    expected = [run(streaming(fields=PIXELS), maps, masks) for _, streaming in PAIRS]
+    monkeypatch.setattr(histogram, "on_host", lambda _tensor: False)
+    assert [run(streaming(fields=PIXELS), maps, masks) for _, streaming in PAIRS] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="NaN"):
+        run(StreamingAUROC(fields=PIXELS), torch.where(masks, math.nan, maps), masks)
 
 
 def test_accelerator_labelling_matches_opencv() -> None:

@@ -16,7 +16,8 @@ batch is therefore memoised for the last ``(values, target, binning)`` seen: the
 addresses) and their version counters are the key, so an in-place change or a new tensor recomputes it. Inference
 tensors (Lightning's test and predict loops) have no version counter: for them the tensor itself is the key, so
 the metrics of one batch must not change its scores in place between their updates (anomalib's post-processor and
-evaluator replace tensors, they never modify them). The memo holds one batch's bin indices, not a growing store.
+evaluator replace tensors, they never modify them). The memo holds the last four binned tensors (a validation
+batch bins four: image scores and maps, by the post-processor and by the metrics), not a growing store.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torchmetrics import Metric
 
-__all__ = ["BatchHistogram", "Binning", "HistogramState", "batch_histogram", "count", "in_bins"]
+__all__ = ["BatchHistogram", "Binning", "HistogramState", "batch_histogram", "count", "in_bins", "on_host"]
 
 #: Slot of a class's histogram row counting values below ``low`` or NaN (see :func:`batch_histogram`).
 _BELOW = 0
@@ -93,12 +94,17 @@ class BatchHistogram:
     extrema: torch.Tensor
 
 
+def on_host(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is on the CPU, where host-side work (``bincount``, OpenCV) costs no device sync."""
+    return tensor.device.type == "cpu"
+
+
 def count(index: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``bincount(index, weights, minlength=size)`` (``index < size``), without a host sync on accelerators."""
-    if index.device.type == "cpu":
+    if on_host(index):
         return torch.bincount(index, weights=weights, minlength=size)
     dtype = torch.int64 if weights is None else weights.dtype
-    source = torch.ones_like(index) if weights is None else weights
+    source = torch.ones_like(index, dtype=dtype) if weights is None else weights
     return torch.zeros(size, dtype=dtype, device=index.device).index_add_(0, index, source)
 
 
@@ -139,7 +145,7 @@ def _bin(values: torch.Tensor, target: torch.Tensor, binning: Binning) -> BatchH
     # Position in bins plus one: everything below the range truncates to slot 0, above it to num_bins + 1.
     scale = 1.0 / binning.width
     position = torch.addcmul(flat.new_tensor(1.0 - binning.low * scale), flat, flat.new_tensor(scale))
-    if flat.device.type == "cpu" and not torch.isnan(extrema).any():
+    if on_host(flat) and not torch.isnan(extrema).any():
         position.clamp_(0.0, binning.num_bins + 1)
     else:  # fmax maps NaN to slot 0 (the NaN extrema tell NaN from low values); no host sync on accelerators
         position = torch.fmax(position, position.new_tensor(0.0)).clamp_(max=binning.num_bins + 1)
