@@ -226,8 +226,17 @@ def test_shared_batches_and_in_place_changes() -> None:
     assert torch.equal(fresh.counts, second.counts)
 
 
+def test_checkpoints_of_either_evaluator_load_into_the_other() -> None:
+    for aupro in ("dataset", "per_image"):
+        models = [MiniMaxAD(pre_trained=False, dims=TINY_DIMS, aupro=aupro, streaming_metrics=s) for s in (True, False)]
+        assert list(models[0].state_dict()) == list(models[1].state_dict())
+        models[0].load_state_dict(models[1].state_dict())  # strict
+        models[1].load_state_dict(models[0].state_dict())
+    assert list(StreamingAUPRO(fields=PIXELS).state_dict()) == ["fpr_limit"]  # as anomalib's AUPRO; no histogram
+
+
 def test_no_state_in_checkpoints_and_post_processor_as_anomalib() -> None:
-    assert StreamingAUPRO(fields=PIXELS).state_dict() == {}
+    assert StreamingAUROC(fields=PIXELS).state_dict() == {}
     maps, masks = make_set(11, 8, 32, 32)
     maps = maps * 2  # raw range [0, 2]
     streaming, exact = StreamingPostProcessor(value_range=(0.0, 2.0)), PostProcessor()

@@ -191,7 +191,6 @@ class _RegionHistograms(HistogramState):
         if not 0 < fpr_limit <= 1:
             msg = f"fpr_limit must be in (0, 1], got {fpr_limit}."
             raise ValueError(msg)
-        self.fpr_limit = fpr_limit
 
     def _planes(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if (
@@ -243,11 +242,14 @@ class _RegionHistograms(HistogramState):
 class _StreamingAUPRO(_RegionHistograms):
     """AUPRO over the whole set from histograms (see the module docstring)."""
 
+    fpr_limit: torch.Tensor
     region_weight: torch.Tensor
     num_regions: torch.Tensor
 
     def __init__(self, fpr_limit: float = 0.3, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(fpr_limit=fpr_limit, **kwargs)
+        # A buffer, as anomalib's AUPRO has: checkpoints of either evaluator load into the other.
+        self.register_buffer("fpr_limit", torch.tensor(fpr_limit))
         self.add_state(
             "region_weight", default=torch.zeros(self.binning.slots, dtype=torch.float64), dist_reduce_fx="sum"
         )
@@ -283,9 +285,9 @@ class _StreamingAUPRO(_RegionHistograms):
         if not self.num_regions or not negatives.sum():
             return _undefined(name, "the masks have no defect or no normal pixel")
         region = in_bins(self.region_weight).unsqueeze(0)
-        return pro_curve_area(negatives.unsqueeze(0), region, self.num_regions.double().reshape(1), self.fpr_limit)[
-            0
-        ].float()
+        return pro_curve_area(
+            negatives.unsqueeze(0), region, self.num_regions.double().reshape(1), float(self.fpr_limit)
+        )[0].float()
 
 
 class _StreamingPerImageAUPRO(_RegionHistograms):
@@ -297,6 +299,7 @@ class _StreamingPerImageAUPRO(_RegionHistograms):
 
     def __init__(self, fpr_limit: float = 0.3, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(fpr_limit=fpr_limit, **kwargs)
+        self.fpr_limit = fpr_limit  # a plain attribute, as in PerImageAUPRO (same checkpoint keys)
         self.add_state("aupro_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_images", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("num_full_masks", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
