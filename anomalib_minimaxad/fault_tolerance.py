@@ -28,13 +28,14 @@ write straight to the final path; :func:`export_atomically` lets one write into 
 target and then renames the files into place, the entry point (``.pt``, ``.onnx``, ``.xml``) last, over the
 previous one, and restores the previous export if the renames are interrupted.
 
-**Faults that name themselves.** A save or export that fails on a full disk raises ``OSError(ENOSPC)`` naming
-the path and saying "no space left on device" (torch's own writer says only ``unexpected pos 128 vs 0``); the
-cause is read from the error (errno ``ENOSPC``) or, for a writer that drops the errno, from the free space left
-on the target's file system right after the failure. Each temporary file (``.<name>.<12 hex>.minimaxad-tmp``)
-and export staging folder (``.minimaxad-export-*``) is locked (``flock``) by its writer while it exists; one
-left behind by a killed process (whose locks the kernel has released) is removed by the next save or export
-in that folder. Nothing else is ever removed, nor a temporary that a live writer holds.
+**Faults that name themselves.** A save or export that fails on a full disk raises :class:`NoSpaceLeftError` (an
+``OSError``, errno ``ENOSPC``) naming the path and saying "no space left on device" (torch's own writer says
+only ``unexpected pos 128 vs 0``); the cause is read from the error (errno ``ENOSPC``) or, for a writer that
+drops the errno, from the free space left on the target's file system right after the failure. Each temporary
+file (``.<name>.<12 hex>.minimaxad-tmp``) and export staging folder (``.minimaxad-export-*``) is locked
+(``flock``) by its writer while it exists; one left behind by a killed process (whose locks the kernel has
+released) is removed by the next save or export in that folder. Nothing else is ever removed, nor a temporary
+that a live writer holds.
 
 Example:
     >>> from anomalib.engine import Engine
