@@ -362,10 +362,13 @@ class PerCategoryMetrics(Callback):
         if templates is None and evaluator is not None and len(evaluator.test_metrics):
             templates = list(evaluator.test_metrics)
         self.reset(datamodule.test_categories, templates)
-        device = self._device = torch.device("cpu") if trainer.num_devices == 1 else pl_module.device
+        # The metrics live where the batches are (streaming summaries update there without a host copy); metrics
+        # that store their inputs move them to the CPU after each update, as the Evaluator's do.
+        self._device = pl_module.device
         for metrics in self._metrics.values():
             for metric in metrics:
-                metric.to(device)
+                metric.to(self._device)
+                metric.compute_on_cpu = trainer.num_devices == 1
 
     def on_test_batch_end(
         self,
