@@ -320,10 +320,10 @@ class _StreamingPerImageAUPRO(_RegionHistograms):
             index = slots[start : start + _CURVE_CHUNK] + slot_count * torch.arange(chunk, device=slots.device)[:, None]
             index = index.view(-1)
             # Defect pixels go to a trailing dummy slot of the normal-pixel histogram.
-            normal_index = torch.where(chunk_masks.view(-1), chunk * slot_count, index)
+            normal_index = torch.where(chunk_masks.reshape(-1), chunk * slot_count, index)
             # Images with values outside the range give wrong areas here, but compute() raises for them.
             normal = in_bins(count(normal_index, chunk * slot_count + 1)[:-1].view(chunk, slot_count).double())
-            region = in_bins(count(index, chunk * slot_count, weights.view(-1)).view(chunk, slot_count))
+            region = in_bins(count(index, chunk * slot_count, weights.reshape(-1)).view(chunk, slot_count))
             regions = regions.to(normal.device)
             has_normal = normal.sum(1) > 0
             valid = has_normal & (regions > 0)
