@@ -368,7 +368,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
     generator = torch.Generator().manual_seed(0)
     for stage, metrics in (("val", evaluator.val_metrics), ("test", evaluator.test_metrics)):
         for start in range(0, num_images, 8):
-            maps = torch.rand(8, 1, size, size, generator=generator)
+            maps = torch.rand(8, size, size, generator=generator)
             masks = torch.zeros(8, size, size, dtype=torch.bool)
             masks[::2, 100:140, 60:90] = True
             batch = SimpleNamespace(
