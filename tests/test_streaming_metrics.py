@@ -265,6 +265,7 @@ def _ddp_metrics() -> list:
 
 
 def _ddp_worker(rank: int, port: int, output: str) -> None:
+    torch.set_num_threads(1)  # a forked child must not enter the parent's OpenMP pool
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     maps, masks = make_set(12, 8, 32, 32)
     values = []
