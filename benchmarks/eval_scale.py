@@ -574,8 +574,9 @@ def plot(results: Sequence[dict[str, Any]], path: Path, machine: dict[str, Any])
         axis.set_title(f"{resolution} px (x: skipped, predicted peak)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
+    loads = [r["load_start"][0] for r in results if "load_start" in r] or [machine["load_average"][0]]
     figure.suptitle(
-        f"MiniMaxAD evaluation at scale: {machine['cpu']}, load {machine['load_average'][0]:.1f}", fontsize=9
+        f"MiniMaxAD evaluation at scale: {machine['cpu']}, load average {min(loads):.0f}-{max(loads):.0f}", fontsize=9
     )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
