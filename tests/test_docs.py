@@ -52,8 +52,10 @@ SUBSTITUTIONS = (
     Substitution(
         "bash",
         r"^(anomalib train .*)$",
-        rf'\1 --model.pre_trained false --model.dims "{TINY_DIMS}" --trainer.max_epochs 1',
-        "offline weights (random encoder), tiny widths, one epoch",
+        rf'\1 --model.pre_trained false --model.dims "{TINY_DIMS}" --trainer.max_epochs 1'
+        " --trainer.check_val_every_n_epoch 1",
+        "offline weights (random encoder), tiny widths, one epoch that still validates (the presets validate every "
+        "10 epochs; without a validation the post-processor has no thresholds or normalisation for the test)",
     ),
     Substitution(
         "bash",
