@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import pickle
 import zipfile
 from collections.abc import Sequence
@@ -75,6 +76,8 @@ __all__ = ["MiniMaxAD"]
 _NUM_LEVELS = 3
 #: Margin of :meth:`MiniMaxAD.raw_value_range` around the exact range.
 _RANGE_MARGIN = 2.0**-10
+#: Histogram bins per unit of score in test: the metrics' default resolution over the normalised ``[0, 1]``.
+_BINS_PER_UNIT = 2**16
 
 logger = logging.getLogger(__name__)
 
@@ -465,11 +468,16 @@ class MiniMaxAD(AnomalibModule):
         ``aupro="per_image"`` replaces the dataset-wide AUPRO by the per-image one (:class:`PerImageAUPRO`).
         ``streaming_metrics`` (default) computes AUROC, AUPR and AUPRO from histograms
         (:mod:`anomalib_minimaxad.metrics`) over the range of the scores they see: the raw maps in validation
-        (:meth:`raw_value_range` of ``map_combination``), the post-processor's normalised ``[0, 1]`` in test
-        (``normalised``); ``False`` gives anomalib's exact metrics.
+        (:meth:`raw_value_range` of ``map_combination``); in test, with ``normalised``, both the post-processor's
+        normalised ``[0, 1]`` and the raw range (a post-processor that has no statistics, because no validation
+        ran, passes raw maps through), with ``2**16`` bins per unit so that ``[0, 1]`` keeps the default resolution.
+        ``False`` gives anomalib's exact metrics.
         """
-        raw = {"value_range": MiniMaxAD.raw_value_range(map_combination)} if streaming_metrics else {}
-        tested = ({"value_range": (0.0, 1.0)} if normalised else raw) if streaming_metrics else {}
+        raw_low, raw_high = MiniMaxAD.raw_value_range(map_combination)
+        raw = {"value_range": (raw_low, raw_high)} if streaming_metrics else {}
+        low, high = min(raw_low, 0.0), max(raw_high, 1.0)
+        either = {"value_range": (low, high), "num_bins": math.ceil((high - low) * _BINS_PER_UNIT)}
+        tested = (either if normalised else raw) if streaming_metrics else {}
         auroc = StreamingAUROC if streaming_metrics else AUROC
         if AuproMode(aupro) == AuproMode.DATASET:
             aupro_metric = StreamingAUPRO if streaming_metrics else AUPRO

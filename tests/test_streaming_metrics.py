@@ -302,14 +302,18 @@ def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
 
 
-def _fit_and_test(root: Path, project: Path, **model_kwargs: object) -> tuple[dict[str, float], MiniMaxAD]:
+def _fit_and_test(
+    root: Path, project: Path, limit_val_batches: float = 1.0, **model_kwargs: object
+) -> tuple[dict[str, float], MiniMaxAD]:
     seed_everything(3)
     model = MiniMaxAD(
         pre_trained=False, dims=TINY_DIMS, visualizer=False,
         pre_processor=MiniMaxAD.configure_pre_processor((64, 64)), **model_kwargs,
     )  # fmt: skip
     datamodule = MVTecLayout(root=root, category="brick", train_batch_size=4, eval_batch_size=4, num_workers=0)
-    engine = Engine(logger=False, devices=1, max_epochs=1, default_root_dir=project)
+    engine = Engine(
+        logger=False, devices=1, max_epochs=1, default_root_dir=project, limit_val_batches=limit_val_batches
+    )
     engine.fit(model=model, datamodule=datamodule)
     (results,) = engine.test(model=model, datamodule=datamodule)
     return results, model
@@ -327,6 +331,15 @@ def test_engine_default_matches_exact_metrics(dataset_root: Path, tmp_path: Path
     for name in ("_image_threshold", "_pixel_threshold"):
         difference = getattr(streaming_model.post_processor, name) - getattr(exact_model.post_processor, name)
         assert abs(float(difference)) <= bin_width
+
+
+def test_test_without_validation_sees_raw_maps_within_range(dataset_root: Path, tmp_path: Path) -> None:
+    """No validation ran: the post-processor has no statistics and passes raw maps (up to 2) to the test metrics."""
+    streamed, streaming_model = _fit_and_test(dataset_root, tmp_path / "streaming", limit_val_batches=0)
+    exact, _ = _fit_and_test(dataset_root, tmp_path / "exact", limit_val_batches=0, streaming_metrics=False)
+    assert torch.isnan(streaming_model.post_processor.pixel_max)
+    names = {"image_AUROC", "pixel_AUROC", "pixel_AUPRO", "pixel_AUPR"}
+    assert {name: streamed[name] for name in names} == pytest.approx({name: exact[name] for name in names}, abs=1e-4)
 
 
 def test_any_anomalib_model_can_use_them(dataset_root: Path, tmp_path: Path) -> None:
