@@ -422,5 +422,6 @@ def test_states_are_a_few_mib_whatever_the_test_set() -> None:
     for metric in metrics:
         states = [getattr(metric, name) for name in metric._defaults]
         sizes[metric.name] = sum(s.numel() * s.element_size() for s in states if isinstance(s, torch.Tensor))
-    assert sum(sizes.values()) < 6 * 2**20, sizes
+    # 2**16 bins per unit over the raw range [0, 2] (which covers the normalised [0, 1]): about 2 MiB a histogram.
+    assert sum(sizes.values()) < 10 * 2**20, sizes
     assert all(isinstance(getattr(m, name), torch.Tensor) for m in metrics for name in m._defaults)  # no lists
