@@ -17,8 +17,8 @@ of every test batch, and at the end of the test
 The metrics are, by default, fresh copies of the model evaluator's test metrics (for MiniMaxAD: image AUROC and
 F1, pixel AUROC, F1, AUPRO and AUPR), so every column means what the evaluator's metric of the same name means,
 computed on the same full-resolution maps. With MiniMaxAD's default streaming metrics
-(:mod:`anomalib_minimaxad.metrics`) each category holds histograms, not maps: about 4.5 MiB per category whatever
-the number of test images (30 categories: about 135 MiB). Exact metrics (``streaming_metrics=False``) keep every
+(:mod:`anomalib_minimaxad.metrics`) each category holds histograms, not maps: about 9 MiB per category whatever
+the number of test images (30 categories: about 270 MiB). Exact metrics (``streaming_metrics=False``) keep every
 map of their category, as the evaluator's do.
 
 :class:`MultiCategoryDataModule` is the datamodule side: the base of ``Unified`` and ``AeBADS``, it maps image
