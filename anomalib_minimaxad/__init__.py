@@ -5,8 +5,9 @@
 Importing the package is light (the console script and the import hook rely on that): ``MiniMaxAD``
 and ``MiniMaxADModel`` are imported on first access (PEP 562), together with torch and anomalib.
 The UniRepLKNet variants join timm's registry when the model is imported, or with
-``import anomalib_minimaxad.components.timm_registration``; ``import anomalib_minimaxad`` alone does not
-register them, since that would import torch and timm (about 3.6 s) for every use of the console script.
+``import anomalib_minimaxad.components.timm_registration``;
+``import anomalib_minimaxad`` alone does not register them, since that would import torch and timm
+(about 3.6 s) for every use of the console script.
 
 Example:
     >>> import timm
