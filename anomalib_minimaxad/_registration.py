@@ -106,7 +106,7 @@ def resolve_pending() -> None:
 
 
 def _register_group(module: ModuleType, group: str) -> None:
-    from importlib.metadata import entry_points  # noqa: PLC0415  # only once anomalib is being imported
+    from importlib.metadata import entry_points  # only once anomalib is being imported
 
     try:
         found = entry_points(group=group)
@@ -250,7 +250,7 @@ def _config_builds_our_model(config: Any, subcommand: str | None) -> bool:  # no
 
 def _seed_like_lightning_cli(config: Any, subcommand: str | None) -> None:  # noqa: ANN401  # jsonargparse Namespace
     """``LightningCLI._set_seed``: seed with the config's ``seed_everything`` and record the seed used."""
-    from lightning.pytorch import seed_everything  # noqa: PLC0415  # anomalib's CLI has imported lightning
+    from lightning.pytorch import seed_everything  # anomalib's CLI has imported lightning
 
     section = config.get(subcommand) if subcommand else config
     seed = section.get("seed_everything", False)
