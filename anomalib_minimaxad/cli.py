@@ -56,13 +56,22 @@ def _add_demo_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="categories to generate: brick, grass and/or gravel (default: all)",
     )
     parser.add_argument(
-        "--image-size", type=int, default=256, help="side of the square images in pixels (default: %(default)s)"
+        "--image-size",
+        type=int,
+        default=256,
+        help="side of the square images in pixels (default: %(default)s)",
     )
     parser.add_argument(
-        "--num-train", type=int, default=60, help="normal training images per category (default: %(default)s)"
+        "--num-train",
+        type=int,
+        default=60,
+        help="normal training images per category (default: %(default)s)",
     )
     parser.add_argument(
-        "--num-test-good", type=int, default=20, help="normal test images per category (default: %(default)s)"
+        "--num-test-good",
+        type=int,
+        default=20,
+        help="normal test images per category (default: %(default)s)",
     )
     parser.add_argument(
         "--num-test-defect",
@@ -82,7 +91,7 @@ def _add_demo_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_demo_data(arguments: argparse.Namespace) -> int:
     """Generate the demo dataset and say where it went."""
     # Imported here so that other subcommands do not pay for numpy, PIL and scikit-image.
-    from anomalib_minimaxad.demo.dataset import DEMO_CATEGORIES, generate_demo_dataset  # noqa: PLC0415
+    from anomalib_minimaxad.demo.dataset import DEMO_CATEGORIES, generate_demo_dataset
 
     categories = tuple(arguments.categories) if arguments.categories else DEMO_CATEGORIES
     try:
@@ -97,13 +106,13 @@ def _run_demo_data(arguments: argparse.Namespace) -> int:
             overwrite=arguments.overwrite,
         )
     except (ValueError, ImportError) as error:
-        print(f"{PROGRAM_NAME} demo-data: error: {error}", file=sys.stderr)  # noqa: T201
+        print(f"{PROGRAM_NAME} demo-data: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     root = root.resolve()
-    print(f"Demo dataset (MVTec AD layout) ready in {root}:")  # noqa: T201
+    print(f"Demo dataset (MVTec AD layout) ready in {root}:")
     for category in dict.fromkeys(categories):
-        print(f"  {category}: {root / category}")  # noqa: T201
-    print(f'Load it with anomalib.data.MVTecAD(root="{root}", category="{categories[0]}").')  # noqa: T201
+        print(f"  {category}: {root / category}")
+    print(f'Load it with anomalib.data.MVTecAD(root="{root}", category="{categories[0]}").')
     return 0
 
 
@@ -112,7 +121,11 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=Path("datasets/minimaxad_demo"), help="demo dataset folder")
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="runs, exports, pictures, metrics")
     parser.add_argument(
-        "--categories", nargs="+", default=None, metavar="CATEGORY", help="brick, grass, gravel or all (default gravel)"
+        "--categories",
+        nargs="+",
+        default=None,
+        metavar="CATEGORY",
+        help="brick, grass, gravel or all (default gravel)",
     )
     parser.add_argument("--config", type=Path, default=None, help="anomalib config (default: packaged demo_cpu.yaml)")
     parser.add_argument("--image-size", type=int, default=256, help="side of the generated images")
@@ -128,7 +141,12 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_demo(arguments: argparse.Namespace) -> int:
     """Run the end-to-end demo."""
-    from anomalib_minimaxad.demo.pipeline import DEFAULT_CONFIG, DemoSettings, resolve_categories, run_demo  # noqa: PLC0415
+    from anomalib_minimaxad.demo.pipeline import (
+        DEFAULT_CONFIG,
+        DemoSettings,
+        resolve_categories,
+        run_demo,
+    )
 
     extra = [a for a in arguments.train_args if a != "--"]
     settings = DemoSettings(
@@ -145,7 +163,7 @@ def _run_demo(arguments: argparse.Namespace) -> int:
     try:
         run_demo(settings)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
-        print(f"{PROGRAM_NAME} demo: error: {error}", file=sys.stderr)  # noqa: T201
+        print(f"{PROGRAM_NAME} demo: error: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -158,21 +176,21 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_config(arguments: argparse.Namespace) -> int:
     """List the presets, print the path of one or copy it."""
-    from anomalib_minimaxad.presets import preset_names, preset_path  # noqa: PLC0415
+    from anomalib_minimaxad.presets import preset_names, preset_path
 
     if arguments.name is None:
-        print("\n".join(preset_names()))  # noqa: T201
+        print("\n".join(preset_names()))
         return 0
     try:
         path = preset_path(arguments.name)
     except FileNotFoundError as error:
-        print(f"{PROGRAM_NAME} config: error: {error}", file=sys.stderr)  # noqa: T201
+        print(f"{PROGRAM_NAME} config: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     if arguments.copy is not None:
-        import shutil  # noqa: PLC0415
+        import shutil
 
         path = Path(shutil.copy(path, arguments.copy)).resolve()
-    print(path)  # noqa: T201
+    print(path)
     return 0
 
 
