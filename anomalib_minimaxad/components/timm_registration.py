@@ -13,8 +13,6 @@ Example:
     torch.Size([1, 10])
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
