@@ -40,8 +40,6 @@ Example:
     1.0
 """
 
-from __future__ import annotations
-
 import copy
 import csv
 import io
@@ -111,7 +109,7 @@ def default_metrics() -> list[AnomalibMetric]:
 
     Image AUROC and F1, pixel AUROC, F1, AUPRO and AUPR: the columns of the paper's tables.
     """
-    from anomalib_minimaxad.lightning_model import MiniMaxAD  # noqa: PLC0415 - the model imports the data package
+    from anomalib_minimaxad.lightning_model import MiniMaxAD
 
     return list(MiniMaxAD.configure_evaluator().test_metrics)
 
@@ -354,7 +352,8 @@ class PerCategoryMetrics(Callback):
         self._active = isinstance(datamodule, CategoryAware)
         if not self._active:
             logger.warning(
-                "PerCategoryMetrics: the datamodule %s tells no categories; skipped.", type(datamodule).__name__
+                "PerCategoryMetrics: the datamodule %s tells no categories; skipped.",
+                type(datamodule).__name__,
             )
             return
         templates = self.metric_templates
@@ -423,7 +422,7 @@ class PerCategoryMetrics(Callback):
             torch.distributed.all_reduce(stacked)  # every process computes, in the same order
         return dict(zip(self._counts, stacked.cpu(), strict=True))
 
-    def _value(self, category: str, metric: AnomalibMetric, counts: torch.Tensor) -> float:
+    def _value(self, category: str, metric: AnomalibMetric, counts: torch.Tensor) -> float:  # noqa: PLR6301
         normal, anomalous, positive_pixels, pixels = counts.tolist()
         if ("gt_label" in metric.fields and not (normal and anomalous)) or (
             "gt_mask" in metric.fields and not 0 < positive_pixels < pixels
