@@ -21,7 +21,7 @@ __all__ = ["DEFECT_TYPES", "DEMO_CATEGORIES", "DemoSettings", "generate_demo_dat
 def __getattr__(name: str) -> object:
     """Import the pipeline lazily: it imports anomalib and torch."""
     if name in {"DemoSettings", "run_demo"}:
-        from anomalib_minimaxad.demo import pipeline  # noqa: PLC0415
+        from anomalib_minimaxad.demo import pipeline
 
         return getattr(pipeline, name)
     msg = f"module {__name__!r} has no attribute {name!r}"
