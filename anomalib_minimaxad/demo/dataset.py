@@ -353,7 +353,7 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 def _load_texture(category: str) -> np.ndarray:
     """Load the grayscale source photograph of ``category`` from scikit-image's bundled files."""
     try:
-        from skimage import data as skimage_data  # noqa: PLC0415 - only this generator needs scikit-image
+        from skimage import data as skimage_data
     except ImportError as error:
         msg = "The demo dataset is cropped from scikit-image's sample photographs: `pip install scikit-image`."
         raise ImportError(msg) from error
