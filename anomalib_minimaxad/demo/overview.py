@@ -33,10 +33,10 @@ OVERVIEW_METRICS = (("image_AUROC", "image AUROC"), ("pixel_AUROC", "pixel AUROC
 
 
 def _pyplot() -> Any:  # noqa: ANN401 - matplotlib's module
-    import matplotlib as mpl  # noqa: PLC0415 - only the pictures need matplotlib
+    import matplotlib as mpl
 
     mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 
@@ -123,7 +123,10 @@ def draw_overview(
     plt = _pyplot()
     columns = 1 + 2 * OVERVIEW_DEFECTS
     figure, axes = plt.subplots(
-        len(categories), columns, figsize=(1.7 * columns, 1.9 * len(categories) + 0.4), squeeze=False
+        len(categories),
+        columns,
+        figsize=(1.7 * columns, 1.9 * len(categories) + 0.4),
+        squeeze=False,
     )
     for row, (category, (pairs, predictions, metrics)) in enumerate(categories.items()):
         maps = np.concatenate([np.ravel(prediction.anomaly_map) for prediction in predictions])
