@@ -24,8 +24,6 @@ Example:
     >>> run_demo(DemoSettings(output=Path("demo_output")))  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -121,7 +119,7 @@ def _anomalib_command() -> list[str]:
 
 def _run(command: list[str]) -> None:
     """Run an anomalib command in this terminal, so that Lightning's progress bars show."""
-    print("$ " + " ".join(command), flush=True)  # noqa: T201
+    print("$ " + " ".join(command), flush=True)
     # Python warnings of the libraries would bury the progress bars; anomalib's own log lines stay.
     environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
     returncode = subprocess.run(command, env=environment, check=False).returncode  # noqa: S603
@@ -141,7 +139,7 @@ def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool
 
 def encoder_weights_argument() -> str:
     """``--model.pre_trained`` value: the ImageNet weights when they can be had, else ``false``."""
-    from anomalib_minimaxad.components.pretrained import (  # noqa: PLC0415 - imports torch
+    from anomalib_minimaxad.components.pretrained import (
         WEIGHTS_DIR_ENV,
         CheckpointError,
         PretrainedWeightsUnavailableError,
@@ -152,19 +150,19 @@ def encoder_weights_argument() -> str:
         # Only the local Hugging Face cache can help: skip huggingface_hub's retries (about 20 s),
         # here and in the anomalib commands started below.
         os.environ["HF_HUB_OFFLINE"] = "1"
-        from huggingface_hub import constants  # noqa: PLC0415
+        from huggingface_hub import constants
 
         constants.HF_HUB_OFFLINE = True
     try:
         _, source = resolve_imagenet_state_dict("unireplknet_n", pre_trained=True)
     except (PretrainedWeightsUnavailableError, CheckpointError) as error:
-        print(  # noqa: T201
+        print(
             "\nNo ImageNet weights for the UniRepLKNet-N encoder could be had, so this demo runs with a RANDOMLY "
             f"INITIALISED encoder (accuracy will be well below the paper's).\n  Reason: {error}\n",
             flush=True,
         )
         return "false"
-    print(f"Using ImageNet encoder weights from {source}", flush=True)  # noqa: T201
+    print(f"Using ImageNet encoder weights from {source}", flush=True)
     return source if Path(source).is_file() else "true"
 
 
@@ -188,13 +186,16 @@ def _find_checkpoint(run_dir: Path) -> Path:
 
 
 def _test_metrics(
-    checkpoint: Path, data_root: Path, category: str, run_dir: Path
+    checkpoint: Path,
+    data_root: Path,
+    category: str,
+    run_dir: Path,
 ) -> tuple[dict[str, float], list[int] | None]:
     """Metrics of the checkpoint on the category's test split (anomalib's Engine), and the model's input size."""
-    from anomalib.data import MVTecAD  # noqa: PLC0415 - heavy imports only when running
-    from anomalib.engine import Engine  # noqa: PLC0415
+    from anomalib.data import MVTecAD
+    from anomalib.engine import Engine
 
-    from anomalib_minimaxad.lightning_model import MiniMaxAD  # noqa: PLC0415
+    from anomalib_minimaxad.lightning_model import MiniMaxAD
 
     model = MiniMaxAD.load_from_checkpoint(checkpoint)
     datamodule = MVTecAD(root=data_root, category=category, eval_batch_size=16, num_workers=0)
@@ -205,7 +206,7 @@ def _test_metrics(
 
 def _resize_size(model: Any) -> list[int] | None:  # noqa: ANN401 - a MiniMaxAD module
     """``[height, width]`` of the pre-processor's ``Resize``: what the model trained and tested at."""
-    from torchvision.transforms import v2  # noqa: PLC0415
+    from torchvision.transforms import v2
 
     transform = getattr(model.pre_processor, "transform", None)
     transforms = transform.transforms if isinstance(transform, v2.Compose) else [transform]
@@ -218,7 +219,7 @@ def _resize_size(model: Any) -> list[int] | None:  # noqa: ANN401 - a MiniMaxAD 
 
 def _openvino_predictions(model_xml: Path, images: list[Path]) -> tuple[list[Any], list[float]]:
     """Predict every image with OpenVINO (f32) and time each call in milliseconds."""
-    from anomalib.deploy import OpenVINOInferencer  # noqa: PLC0415
+    from anomalib.deploy import OpenVINOInferencer
 
     # OpenVINO runs bf16 on CPUs with AMX unless asked for f32; keep the exported precision.
     inferencer = OpenVINOInferencer(path=model_xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
@@ -267,7 +268,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
         num_test_good=settings.num_test_good,
         num_test_defect=settings.num_test_defect,
     ).resolve()
-    print(f"Demo data (MVTec AD layout): {data_root}", flush=True)  # noqa: T201
+    print(f"Demo data (MVTec AD layout): {data_root}", flush=True)
     pre_trained = encoder_weights_argument()
     anomalib = _anomalib_command()
     rows: dict[str, dict[str, float]] = {}
@@ -275,7 +276,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     model_input_size = None
     overview = output / "overview.png"
     for category in settings.categories:
-        print(f"\n=== {category} ===", flush=True)  # noqa: T201
+        print(f"\n=== {category} ===", flush=True)
         run_dir = output / "runs" / category
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run; an old checkpoint must not be picked up
         run_dir.mkdir(parents=True)
@@ -299,7 +300,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
         grid = output / f"{category}_grid.png"
         draw_category_grid(pairs, predictions, f"MiniMaxAD on {category} (OpenVINO)", grid)
         draw_overview(drawn, overview)  # redrawn after each category, so the first picture comes early
-        print(f"\n{_markdown_table({category: metrics})}\nPictures: {overview}, {grid}", flush=True)  # noqa: T201
+        print(f"\n{_markdown_table({category: metrics})}\nPictures: {overview}, {grid}", flush=True)
 
     table = _markdown_table(rows)
     minutes = (time.perf_counter() - started) / 60
@@ -316,13 +317,13 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     }
     (output / "metrics.json").write_text(json.dumps(summary, indent=2))
     (output / "metrics.md").write_text(f"Encoder: {encoder}\n\n{table}\n")
-    print(f"\nMiniMaxAD demo results (encoder {encoder}; {minutes:.1f} min):\n\n{table}\n")  # noqa: T201
-    print(f"Metrics: {output / 'metrics.json'}; pictures: {overview}, {output}/<category>_grid.png")  # noqa: T201
+    print(f"\nMiniMaxAD demo results (encoder {encoder}; {minutes:.1f} min):\n\n{table}\n")
+    print(f"Metrics: {output / 'metrics.json'}; pictures: {overview}, {output}/<category>_grid.png")
     return rows
 
 
 def _torch_threads() -> int:
     """The intra-op thread count torch uses here, as in the ``anomalib`` processes started by the demo."""
-    import torch  # noqa: PLC0415
+    import torch
 
     return torch.get_num_threads()
