@@ -206,9 +206,10 @@ def _no_space_left(error: BaseException, folder: Path) -> bool:
     unexpected pos``), so for an ``OSError`` or ``RuntimeError`` without it, the free space left says so.
     """
     chain: list[BaseException] = []
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
+    link: BaseException | None = error
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
     if any(isinstance(link, OSError) and link.errno == errno.ENOSPC for link in chain):
         return True
     if not isinstance(chain[0], OSError | RuntimeError):
@@ -422,7 +423,7 @@ class ExactResume(Callback):
         del trainer, pl_module
         self._first_epoch_of_fit = True
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: PLR6301
         """Note a fit resumed from a checkpoint inside ``Engine.train`` (the checkpoint is restored by now)."""
         del pl_module
         _RESUMED_TRAINS.pop(trainer, None)
@@ -430,13 +431,13 @@ class ExactResume(Callback):
         if trainer.ckpt_path is not None and train_frame is not None:
             _RESUMED_TRAINS[trainer] = _ResumedTrain(id(train_frame), str(trainer.ckpt_path))
 
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: PLR6301
         """Keep the fitted weights of a resumed ``Engine.train`` fit for the test that follows it."""
         resumed = _RESUMED_TRAINS.get(trainer)
         if resumed is not None:
             resumed.fitted_state = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
 
-    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: PLR6301
         """In the test of a resumed ``Engine.train``, put back the fitted weights that ``ckpt_path`` replaced."""
         resumed = _RESUMED_TRAINS.pop(trainer, None)
         train_frame = _engine_train_frame()
@@ -471,10 +472,10 @@ class ExactResume(Callback):
 
 def _engine_train_frame() -> FrameType | None:
     """The innermost running frame of anomalib's ``Engine.train``, if one is on the stack."""
-    from anomalib.engine import Engine  # noqa: PLC0415 - anomalib's engine imports this package's model
+    from anomalib.engine import Engine
 
     train_code = Engine.train.__code__
-    frame = sys._getframe(1)  # noqa: SLF001  # the one way to tell Engine.train's test from an explicit test
+    frame: FrameType | None = sys._getframe(1)  # noqa: SLF001  # the one way to tell Engine.train's test from an explicit test
     while frame is not None and frame.f_code is not train_code:
         frame = frame.f_back
     return frame
