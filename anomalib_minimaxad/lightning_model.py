@@ -32,12 +32,10 @@ See Also:
     - :class:`~anomalib_minimaxad.loss.ADCLoss`: the ADC loss
 """
 
-from __future__ import annotations
-
 import copy
 import logging
 import math
-import pickle
+import pickle  # noqa: S403 - only for its UnpicklingError: checkpoints are read with weights_only=True
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,7 +87,7 @@ ONNX_OPSET = 18
 _CHECKPOINT_LOAD_ERRORS = (KeyError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError)
 
 
-class MiniMaxAD(AnomalibModule):
+class MiniMaxAD(AnomalibModule):  # noqa: PLR0904 - Lightning's hooks and anomalib's export methods
     """Lightning module of MiniMaxAD.
 
     The encoder's ImageNet weights are fetched when training starts from scratch
@@ -98,45 +96,46 @@ class MiniMaxAD(AnomalibModule):
     carries the frozen encoder too.
 
     Args:
-        backbone: UniRepLKNet size of the encoder (``unireplknet_a/f/p/n/t/s``).
+        backbone (str): UniRepLKNet size of the encoder (``unireplknet_a/f/p/n/t/s``).
             Defaults to ``"unireplknet_n"`` as in the paper.
-        pre_trained: ``True`` to load the ImageNet weights (explicit file, else
+        pre_trained (bool | str): ``True`` to load the ImageNet weights (explicit file, else
             ``$MINIMAXAD_WEIGHTS_DIR``, else the Hugging Face hub), a path to that checkpoint,
             or ``False`` for a randomly initialised encoder. Defaults to ``True``.
-        loss: ``"adc"`` (MiniMaxAD-fr), ``"global"`` (MiniMaxAD-fp), or the ablation losses
+        loss (LossType | str): ``"adc"`` (MiniMaxAD-fr), ``"global"`` (MiniMaxAD-fp), or the ablation losses
             ``"local"`` and ``"local_hm"``. Defaults to ``"adc"``.
-        p_hard: Hard-mining quantile of the ADC loss. Defaults to ``0.9999``.
-        p_lim: Fallback quantile of the ADC loss. Defaults to ``0.9995``.
-        lr: AdamW learning rate. Defaults to ``5e-3``.
-        betas: AdamW betas. Defaults to ``(0.9, 0.999)``.
-        weight_decay: AdamW weight decay. Defaults to ``1e-5`` as in the authors' code
+        p_hard (float): Hard-mining quantile of the ADC loss. Defaults to ``0.9999``.
+        p_lim (float): Fallback quantile of the ADC loss. Defaults to ``0.9995``.
+        lr (float): AdamW learning rate. Defaults to ``5e-3``.
+        betas (tuple[float, float]): AdamW betas. Defaults to ``(0.9, 0.999)``.
+        weight_decay (float): AdamW weight decay. Defaults to ``1e-5`` as in the authors' code
             (the paper states ``5e-5``).
-        lr_gamma: ExponentialLR decay per epoch. Defaults to ``0.995``.
-        score_mode: Image score from the smoothed map: ``"top_ratio"`` (mean of the top
+        lr_gamma (float): ExponentialLR decay per epoch. Defaults to ``0.995``.
+        score_mode (ScoreMode | str): Image score from the smoothed map: ``"top_ratio"`` (mean of the top
             ``score_ratio`` pixels) or ``"max"``. Defaults to ``"top_ratio"``.
-        score_ratio: Fraction of pixels averaged for the image score. Defaults to ``0.01``.
-        gaussian_kernel_size: Side of the Gaussian that smooths the map. Defaults to ``5``.
-        gaussian_sigma: Sigma of that Gaussian. Defaults to ``4.0``.
-        map_combination: ``"mean"`` or ``"sum"`` of the per-level maps. Defaults to ``"mean"``
+        score_ratio (float): Fraction of pixels averaged for the image score. Defaults to ``0.01``.
+        gaussian_kernel_size (int): Side of the Gaussian that smooths the map. Defaults to ``5``.
+        gaussian_sigma (float): Sigma of that Gaussian. Defaults to ``4.0``.
+        map_combination (MapCombination | str): ``"mean"`` or ``"sum"`` of the per-level maps. Defaults to ``"mean"``
             (the authors' ``evaluation_batch``; their AeBAD-S ``evaluate`` sums).
-        smoothing: ``"kernel"`` (zero-padded ``gaussian_kernel_size`` Gaussian) or ``"full"`` (scipy's
+        smoothing (Smoothing | str): ``"kernel"`` (zero-padded ``gaussian_kernel_size`` Gaussian) or ``"full"`` (scipy's
             ``gaussian_filter(sigma)`` with reflect borders, the AeBAD-S protocol). Defaults to ``"kernel"``.
-        aupro: Test AUPRO of the default evaluator: ``"dataset"`` (anomalib's, over the whole test set) or
+        aupro (AuproMode | str): Test AUPRO of the default evaluator: ``"dataset"`` (anomalib's, over the whole test
+            set) or
             ``"per_image"`` (averaged over the anomalous images, the AeBAD-S protocol, see
             :class:`~anomalib_minimaxad.metrics.PerImageAUPRO`). Defaults to ``"dataset"``.
-        streaming_metrics: Compute the default evaluator's AUROC, AUPR and AUPRO and the default post-processor's
+        streaming_metrics (bool): Compute the default evaluator's AUROC, AUPR and AUPRO and the default post-processor's
             adaptive thresholds from histograms (:mod:`anomalib_minimaxad.metrics`: memory that does not grow with
             the test set, within 1e-4 of the exact values, thresholds within one bin) instead of anomalib's exact
             metrics, which keep every map until the epoch ends (``--model.streaming_metrics false`` on the CLI).
             Defaults to ``True``.
-        dims: Override of the backbone's 4 widths (small models for tests). Defaults to ``None``.
-        depths: Override of the backbone's 4 depths. Defaults to ``None``.
-        pre_processor: Pre-processor instance or flag to use the default
+        dims (Sequence[int] | None): Override of the backbone's 4 widths (small models for tests). Defaults to ``None``.
+        depths (Sequence[int] | None): Override of the backbone's 4 depths. Defaults to ``None``.
+        pre_processor (PreProcessor | bool): Pre-processor instance or flag to use the default
             (resize to 256x256, ImageNet normalisation). Defaults to ``True``.
-        post_processor: Post-processor instance or flag to use the default. Defaults to ``True``.
-        evaluator: Evaluator instance or flag to use the default (image AUROC/F1, pixel
+        post_processor (PostProcessor | bool): Post-processor instance or flag to use the default. Defaults to ``True``.
+        evaluator (Evaluator | bool): Evaluator instance or flag to use the default (image AUROC/F1, pixel
             AUROC/F1, AUPRO, pixel AUPR). Defaults to ``True``.
-        visualizer: Visualizer instance or flag to use the default. Defaults to ``True``.
+        visualizer (Visualizer | bool): Visualizer instance or flag to use the default. Defaults to ``True``.
 
     Example:
         >>> from anomalib_minimaxad import MiniMaxAD
@@ -225,7 +224,7 @@ class MiniMaxAD(AnomalibModule):
         strict: bool | None = None,
         weights_only: bool = True,
         **kwargs: Any,  # noqa: ANN401
-    ) -> MiniMaxAD:
+    ) -> "MiniMaxAD":
         """Load a Lightning checkpoint (see :meth:`AnomalibModule.load_from_checkpoint`).
 
         Raises:
@@ -270,7 +269,7 @@ class MiniMaxAD(AnomalibModule):
         own_shapes = {key: tuple(value.shape) for key, value in self.model.state_dict().items()}
         if saved_shapes != own_shapes:
             saved_size = _size_from_state_dict(state_dict) or _size_from_hyper_parameters(
-                checkpoint.get("hyper_parameters", {})
+                checkpoint.get("hyper_parameters", {}),
             )
             msg = (
                 f"The checkpoint holds a MiniMaxAD of {_describe_size(*saved_size)}, but this model has backbone "
@@ -292,8 +291,12 @@ class MiniMaxAD(AnomalibModule):
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:  # noqa: ANN401
         """Reconstruct the encoder features and return the loss."""
         del args, kwargs  # These variables are not used.
-        encoder_features, decoder_features = self.model(batch.image)
-        loss = self.loss(encoder_features, decoder_features, batch.image.shape[-2:])
+        image = batch.image
+        if image is None:
+            msg = "MiniMaxAD trains on images, but the training batch has no image"
+            raise ValueError(msg)
+        encoder_features, decoder_features = self.model(image)
+        loss = self.loss(encoder_features, decoder_features, image.shape[-2:])
         self.log("train_loss", loss.item(), on_epoch=True, prog_bar=True, logger=True)
         return {"loss": loss}
 
@@ -336,12 +339,12 @@ class MiniMaxAD(AnomalibModule):
     def _inference_model(self) -> MiniMaxADModel:
         return self._inference_models[0] if self._inference_models else self.model
 
-    def reparameterize(self) -> MiniMaxAD:
+    def reparameterize(self) -> "MiniMaxAD":
         """Fuse the network in place for inference (training is no longer possible afterwards)."""
         self.model.reparameterize()
         return self
 
-    def fused_copy(self) -> MiniMaxAD:
+    def fused_copy(self) -> "MiniMaxAD":
         """A re-parameterized copy for export; this module stays trainable."""
         try:
             trainer = self.trainer
@@ -357,7 +360,7 @@ class MiniMaxAD(AnomalibModule):
         The copy's parameters do not require grad, so what anomalib's ``TorchInferencer`` returns are plain
         tensors (``np.asarray(prediction.pred_score)`` works); this model keeps its own settings.
         """
-        exported = self.fused_copy().requires_grad_(False)
+        exported = self.fused_copy().requires_grad_(requires_grad=False)
         export = super(MiniMaxAD, exported).to_torch
         return export_atomically(lambda root: export(root, model_file_name), export_root)
 
@@ -474,7 +477,7 @@ class MiniMaxAD(AnomalibModule):
         ``False`` gives anomalib's exact metrics.
         """
         raw_low, raw_high = MiniMaxAD.raw_value_range(map_combination)
-        raw = {"value_range": (raw_low, raw_high)} if streaming_metrics else {}
+        raw: dict[str, Any] = {"value_range": (raw_low, raw_high)} if streaming_metrics else {}
         low, high = min(raw_low, 0.0), max(raw_high, 1.0)
         either = {"value_range": (low, high), "num_bins": math.ceil((high - low) * _BINS_PER_UNIT)}
         tested = (either if normalised else raw) if streaming_metrics else {}
@@ -484,7 +487,7 @@ class MiniMaxAD(AnomalibModule):
         else:
             aupro_metric = StreamingPerImageAUPRO if streaming_metrics else PerImageAUPRO
         aupr = StreamingAUPR if streaming_metrics else AUPR
-        pixels = {"fields": ["anomaly_map", "gt_mask"], "prefix": "pixel_", "strict": False}
+        pixels: dict[str, Any] = {"fields": ["anomaly_map", "gt_mask"], "prefix": "pixel_", "strict": False}
         val_metrics = [
             auroc(fields=["pred_score", "gt_label"], prefix="image_", **raw),
             auroc(**pixels, **raw),
@@ -495,7 +498,10 @@ class MiniMaxAD(AnomalibModule):
             auroc(**pixels, **tested),
             # Streaming: no torchmetrics input check (a torch.unique of every mask), the streaming metrics check masks
             F1Score(
-                fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False, validate_args=not streaming_metrics
+                fields=["pred_mask", "gt_mask"],
+                prefix="pixel_",
+                strict=False,
+                validate_args=not streaming_metrics,
             ),
             aupro_metric(**pixels, **tested),
             aupr(**pixels, **tested),
@@ -503,7 +509,9 @@ class MiniMaxAD(AnomalibModule):
         return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)
 
     def configure_post_processor(
-        self, streaming_metrics: bool = True, map_combination: MapCombination | str = MapCombination.MEAN
+        self,
+        streaming_metrics: bool = True,
+        map_combination: MapCombination | str = MapCombination.MEAN,
     ) -> PostProcessor:
         """The post-processor: anomalib's, with thresholds from raw-score histograms if ``streaming_metrics``."""
         if not streaming_metrics:
@@ -530,7 +538,12 @@ class CheckpointFormatCheck(Callback):
     that advises ``weights_only=False``.
     """
 
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+    def on_exception(  # noqa: PLR6301 - Lightning's hook
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        exception: BaseException,
+    ) -> None:
         """Raise a :class:`CheckpointError` naming the file when it caused ``exception``."""
         del pl_module
         if trainer.ckpt_path is None or not isinstance(exception, _CHECKPOINT_LOAD_ERRORS):
