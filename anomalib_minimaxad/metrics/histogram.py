@@ -118,9 +118,9 @@ def batch_histogram(values: torch.Tensor, target: torch.Tensor, binning: Binning
     """Bin ``values`` by ``target`` class (memoised for the last tensors seen, see the module docstring).
 
     Args:
-        values: Scores of any shape (any float dtype).
-        target: Labels of the same number of elements (bool, or 0/1 of any dtype).
-        binning: The bins.
+        values (torch.Tensor): Scores of any shape (any float dtype).
+        target (torch.Tensor): Labels of the same number of elements (bool, or 0/1 of any dtype).
+        binning (Binning): The bins.
 
     Raises:
         ValueError: ``values`` and ``target`` have different numbers of elements.
@@ -140,7 +140,7 @@ def batch_histogram(values: torch.Tensor, target: torch.Tensor, binning: Binning
 
 def _bin(values: torch.Tensor, target: torch.Tensor, binning: Binning) -> BatchHistogram:
     flat = values.detach().reshape(-1)
-    flat = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    flat = flat if flat.dtype in {torch.float32, torch.float64} else flat.float()
     extrema = torch.stack(torch.aminmax(flat)).double() if flat.numel() else torch.tensor([math.inf, -math.inf])
     # Position in bins plus one: everything below the range truncates to slot 0, above it to num_bins + 1.
     scale = 1.0 / binning.width
@@ -176,10 +176,11 @@ class HistogramState(Metric):
     ``value_min`` and ``value_max`` (NaN once a NaN was seen).
 
     Args:
-        value_range: ``(low, high)`` of the scores. Defaults to ``(0.0, 1.0)``, the range of anomalib's
+        value_range (tuple[float, float]): ``(low, high)`` of the scores. Defaults to ``(0.0, 1.0)``, the range of
+            anomalib's
             normalised scores and maps.
-        num_bins: Number of bins. Defaults to ``2**16``.
-        **kwargs: Passed to :class:`torchmetrics.Metric`.
+        num_bins (int): Number of bins. Defaults to ``2**16``.
+        **kwargs (object): Passed to :class:`torchmetrics.Metric`.
     """
 
     full_state_update = False
