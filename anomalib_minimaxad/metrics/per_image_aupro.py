@@ -56,8 +56,8 @@ class _PerImageAUPRO(Metric):
     """Mean over anomalous images of anomalib's AUPRO computed on each image alone.
 
     Args:
-        fpr_limit: Highest false positive rate of the PRO curve. Defaults to ``0.3``.
-        **kwargs: Passed to :class:`torchmetrics.Metric`.
+        fpr_limit (float): Highest false positive rate of the PRO curve. Defaults to ``0.3``.
+        **kwargs (object): Passed to :class:`torchmetrics.Metric`.
     """
 
     full_state_update = False
@@ -74,8 +74,8 @@ class _PerImageAUPRO(Metric):
         """Add the AUPRO of every image of the batch whose mask has a defect.
 
         Args:
-            preds: Anomaly maps ``(B, 1, H, W)`` or ``(B, H, W)``.
-            target: Ground-truth masks of the same shape (bool or 0/1).
+            preds (torch.Tensor): Anomaly maps ``(B, 1, H, W)`` or ``(B, H, W)``.
+            target (torch.Tensor): Ground-truth masks of the same shape (bool or 0/1).
         """
         if (
             preds.shape[0] != target.shape[0]
