@@ -72,15 +72,18 @@ def _descending(values: torch.Tensor) -> torch.Tensor:
 
 
 def pro_curve_area(
-    normal: torch.Tensor, region: torch.Tensor, num_regions: torch.Tensor, fpr_limit: float
+    normal: torch.Tensor,
+    region: torch.Tensor,
+    num_regions: torch.Tensor,
+    fpr_limit: float,
 ) -> torch.Tensor:
     """Normalised area under PRO curves up to ``fpr_limit``, as anomalib's ``AUPRO`` computes it, per row.
 
     Args:
-        normal: ``(A, num_bins)`` counts of normal pixels per bin (increasing scores).
-        region: ``(A, num_bins)`` sums of ``1 / region size`` of the region pixels per bin.
-        num_regions: ``(A,)`` numbers of regions.
-        fpr_limit: Highest false positive rate.
+        normal (torch.Tensor): ``(A, num_bins)`` counts of normal pixels per bin (increasing scores).
+        region (torch.Tensor): ``(A, num_bins)`` sums of ``1 / region size`` of the region pixels per bin.
+        num_regions (torch.Tensor): ``(A,)`` numbers of regions.
+        fpr_limit (float): Highest false positive rate.
 
     Returns:
         ``(A,)`` areas in ``[0, 1]`` (rows need normal pixels and regions).
@@ -158,13 +161,13 @@ class _StreamingF1AdaptiveThreshold(HistogramState):
         if not positives.sum():
             logger.warning(
                 "The validation set does not contain any anomalous images. As a result, the adaptive threshold "
-                "will take the value of the highest anomaly score observed in the normal validation images."
+                "will take the value of the highest anomaly score observed in the normal validation images.",
             )
             return self.value_max.float()
         if not negatives.sum():
             logger.warning(
                 "The validation set does not contain any normal images. As a result, the adaptive threshold "
-                "will take the value of the lowest anomaly score observed in the anomalous validation images."
+                "will take the value of the lowest anomaly score observed in the anomalous validation images.",
             )
             return self.value_min.float()
         true_positives, false_positives = _descending(positives), _descending(negatives)
@@ -182,8 +185,8 @@ class _RegionHistograms(HistogramState):
     """Histogram of normal pixels (class 0) plus the regions' ``1 / size`` weights, shared by the AUPRO metrics.
 
     Args:
-        fpr_limit: Highest false positive rate of the PRO curve. Defaults to ``0.3``.
-        **kwargs: Passed to :class:`HistogramState` (``value_range``, ``num_bins``, torchmetrics' options).
+        fpr_limit (float): Highest false positive rate of the PRO curve. Defaults to ``0.3``.
+        **kwargs (Any): Passed to :class:`HistogramState` (``value_range``, ``num_bins``, torchmetrics' options).
     """
 
     def __init__(self, fpr_limit: float = 0.3, **kwargs: Any) -> None:  # noqa: ANN401
@@ -192,7 +195,8 @@ class _RegionHistograms(HistogramState):
             msg = f"fpr_limit must be in (0, 1], got {fpr_limit}."
             raise ValueError(msg)
 
-    def _planes(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _planes(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if (
             preds.shape[0] != target.shape[0]
             or preds.shape[-2:] != target.shape[-2:]
@@ -251,7 +255,9 @@ class _StreamingAUPRO(_RegionHistograms):
         # A buffer, as anomalib's AUPRO has: checkpoints of either evaluator load into the other.
         self.register_buffer("fpr_limit", torch.tensor(fpr_limit))
         self.add_state(
-            "region_weight", default=torch.zeros(self.binning.slots, dtype=torch.float64), dist_reduce_fx="sum"
+            "region_weight",
+            default=torch.zeros(self.binning.slots, dtype=torch.float64),
+            dist_reduce_fx="sum",
         )
         self.add_state("num_regions", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
@@ -269,7 +275,9 @@ class _StreamingAUPRO(_RegionHistograms):
         defective = masks.flatten(1).any(1).nonzero().squeeze(1).tolist()
         region_slots, region_weights = [], []
         for image, (number, labels, inverse_size) in zip(
-            defective, self._opencv_regions(masks[defective]), strict=True
+            defective,
+            self._opencv_regions(masks[defective]),
+            strict=True,
         ):
             pixels = np.flatnonzero(labels)
             region_slots.append(slots[image][torch.from_numpy(pixels)])
@@ -286,7 +294,10 @@ class _StreamingAUPRO(_RegionHistograms):
             return _undefined(name, "the masks have no defect or no normal pixel")
         region = in_bins(self.region_weight).unsqueeze(0)
         return pro_curve_area(
-            negatives.unsqueeze(0), region, self.num_regions.double().reshape(1), float(self.fpr_limit)
+            negatives.unsqueeze(0),
+            region,
+            self.num_regions.double().reshape(1),
+            float(self.fpr_limit),
         )[0].float()
 
 
