@@ -35,10 +35,11 @@ class StreamingPostProcessor(PostProcessor):
     """:class:`~anomalib.post_processing.PostProcessor` whose adaptive thresholds come from histograms.
 
     Args:
-        value_range: ``(low, high)`` of the model's raw scores and maps (what the thresholds are computed on);
+        value_range (tuple[float, float]): ``(low, high)`` of the model's raw scores and maps (what the thresholds are
+            computed on);
             a value outside it makes the threshold's computation raise a ``ValueError``.
-        num_bins: Number of histogram bins over ``value_range``. Defaults to ``2**16``.
-        **kwargs: Passed to :class:`~anomalib.post_processing.PostProcessor` (sensitivities, switches).
+        num_bins (int): Number of histogram bins over ``value_range``. Defaults to ``2**16``.
+        **kwargs (Any): Passed to :class:`~anomalib.post_processing.PostProcessor` (sensitivities, switches).
 
     Example:
         >>> post_processor = StreamingPostProcessor(value_range=(0.0, 2.0))
@@ -51,8 +52,14 @@ class StreamingPostProcessor(PostProcessor):
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.num_bins = int(num_bins)
         self._image_threshold_metric = StreamingF1AdaptiveThreshold(
-            fields=["pred_score", "gt_label"], strict=False, value_range=self.value_range, num_bins=self.num_bins
+            fields=["pred_score", "gt_label"],
+            strict=False,
+            value_range=self.value_range,
+            num_bins=self.num_bins,
         )
         self._pixel_threshold_metric = StreamingF1AdaptiveThreshold(
-            fields=["anomaly_map", "gt_mask"], strict=False, value_range=self.value_range, num_bins=self.num_bins
+            fields=["anomaly_map", "gt_mask"],
+            strict=False,
+            value_range=self.value_range,
+            num_bins=self.num_bins,
         )
