@@ -35,7 +35,7 @@ def _registration() -> object:
     The hook may fire while our package is half imported.
     """
     if _REGISTRATION not in sys.modules:
-        import importlib.util  # noqa: PLC0415  # only once anomalib is imported, never at start
+        import importlib.util  # only once anomalib is imported, never at start
 
         package = importlib.util.find_spec("anomalib_minimaxad")  # locates the package, imports nothing
         path = os.path.join(next(iter(package.submodule_search_locations)), "_registration.py")  # noqa: PTH118
@@ -54,7 +54,7 @@ def _fire(module: object) -> None:
     try:
         _registration().on_module_loaded(module)
     except Exception as exc:  # noqa: BLE001  # the hook must never break importing anomalib
-        import logging  # noqa: PLC0415
+        import logging
 
         logging.getLogger(__name__).warning("anomalib-minimaxad: registration with anomalib failed: %r", exc)
 
@@ -88,7 +88,7 @@ class _Loader:
 class _Finder:
     """Meta-path finder that only wraps the loaders of followed modules; every other import is untouched."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:  # noqa: PLR6301
         if not _followed(fullname):
             return None
         for finder in sys.meta_path:
