@@ -156,9 +156,10 @@ def make_datamodule(spec: DatasetSpec, root: Path, category: str, args: argparse
         from torchvision.transforms import v2  # noqa: PLC0415
 
         size = (args.image_size, args.image_size)
-        common["train_augmentations"] = v2.Compose(
-            [v2.RandomResizedCrop(size, scale=(0.7, 1.0)), v2.RandomHorizontalFlip()]
-        )
+        common["train_augmentations"] = v2.Compose([
+            v2.RandomResizedCrop(size, scale=(0.7, 1.0)),
+            v2.RandomHorizontalFlip(),
+        ])
     if spec.kind in {"demo", "mvtec"}:
         from anomalib.data import MVTecAD  # noqa: PLC0415
 
@@ -307,9 +308,11 @@ def print_report(
         rows = []
         for r in (r for r in results if r["model"] == model):
             paper_row = paper_categories.get(r["category"], {}) if model == "minimaxad" else {}
-            rows.append(
-                [r["category"], *(f"{_fmt(r[c])} ({_fmt(paper_row.get(c))})" for c in METRICS), f"{r['fit_s']:.0f}"]
-            )
+            rows.append([
+                r["category"],
+                *(f"{_fmt(r[c])} ({_fmt(paper_row.get(c))})" for c in METRICS),
+                f"{r['fit_s']:.0f}",
+            ])
         paper_row = paper_mean if model == "minimaxad" else {}
         rows.append(["**mean**", *(f"{_fmt(model_means[c])} ({_fmt(paper_row.get(c))})" for c in METRICS), ""])
         print(benchlib.markdown_table(["category", *(f"{c} (paper)" for c in METRICS), "fit s"], rows))
@@ -325,15 +328,19 @@ def write_outputs(out_dir: Path, dataset: str, payload: dict[str, Any]) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["model", "category", *METRICS, "fit_s", "test_s"])
         for r in payload["results"]:
-            writer.writerow(
-                [r["model"], r["category"], *(r[c] for c in METRICS), f"{r['fit_s']:.1f}", f"{r['test_s']:.1f}"]
-            )
+            writer.writerow([
+                r["model"],
+                r["category"],
+                *(r[c] for c in METRICS),
+                f"{r['fit_s']:.1f}",
+                f"{r['test_s']:.1f}",
+            ])
         for model, means in payload["means"].items():
             writer.writerow([model, "mean", *(means[c] for c in METRICS), "", ""])
     return path
 
 
-# ---------------------------------------------------------------- presets (--preset)
+# ---------------------------------------------------------------- presets (--preset)  # noqa: ERA001
 
 #: ``paper_results.json`` dataset whose figures belong beside a preset's table. It holds unified-setting figures
 #: only (one model for all categories), so only the unified presets of those datasets have a paper column.
