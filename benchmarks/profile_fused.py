@@ -99,9 +99,12 @@ def profile_variant(model: nn.Module, images: torch.Tensor, runs: int, trace: Pa
             continue
         self_ms = event.self_cpu_time_total / 1e3 / runs
         categories[categorize(event.key)] += self_ms
-        ops.append(
-            {"op": event.key, "shapes": str(event.input_shapes)[:110], "calls": event.count // runs, "self_ms": self_ms}
-        )
+        ops.append({
+            "op": event.key,
+            "shapes": str(event.input_shapes)[:110],
+            "calls": event.count // runs,
+            "self_ms": self_ms,
+        })
     ops.sort(key=lambda op: -op["self_ms"])
     return {
         "self_ms_total": sum(categories.values()),
