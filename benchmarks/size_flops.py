@@ -64,14 +64,12 @@ def peer_sizes(size: int) -> list[dict[str, Any]]:
         backbone = benchlib.build_patchcore(size, ratio)
         params = benchlib.count_parameters(backbone)
         bank_mib = bank * benchlib.PATCHCORE_FEATURE_DIM * 4 / MIB
-        rows.append(
-            {
-                "model": f"patchcore_{label} (WRN50-2 to layer3, bank {bank} x {benchlib.PATCHCORE_FEATURE_DIM})",
-                "parameters": params,
-                "fp32_mib": params * 4 / MIB + bank_mib,
-                "memory_bank_mib": bank_mib,
-            }
-        )
+        rows.append({
+            "model": f"patchcore_{label} (WRN50-2 to layer3, bank {bank} x {benchlib.PATCHCORE_FEATURE_DIM})",
+            "parameters": params,
+            "fp32_mib": params * 4 / MIB + bank_mib,
+            "memory_bank_mib": bank_mib,
+        })
         del backbone
     ead = benchlib.build_efficientad_s()
     n = benchlib.count_parameters(ead)
@@ -88,14 +86,12 @@ def flops_table(sizes: Sequence[int], dims: Sequence[int] | None, peers: bool) -
         images = torch.rand(1, 3, size, size)
         for name, model in (("minimaxad (un-fused)", eager), ("minimaxad fused", fused)):
             total, per_op = benchlib.count_flops(model, images)
-            rows.append(
-                {
-                    "model": name,
-                    "size": size,
-                    "gflop": total / 1e9,
-                    "per_op_gflop": {k: v / 1e9 for k, v in per_op.items()},
-                }
-            )
+            rows.append({
+                "model": name,
+                "size": size,
+                "gflop": total / 1e9,
+                "per_op_gflop": {k: v / 1e9 for k, v in per_op.items()},
+            })
         if not peers:
             continue
         builders = {
@@ -110,14 +106,12 @@ def flops_table(sizes: Sequence[int], dims: Sequence[int] | None, peers: bool) -
             except RuntimeError as error:  # e.g. EfficientAd needs >= 256 px
                 rows.append({"model": name, "size": size, "gflop": None, "error": str(error).splitlines()[0][:120]})
                 continue
-            rows.append(
-                {
-                    "model": name,
-                    "size": size,
-                    "gflop": total / 1e9,
-                    "per_op_gflop": {k: v / 1e9 for k, v in per_op.items()},
-                }
-            )
+            rows.append({
+                "model": name,
+                "size": size,
+                "gflop": total / 1e9,
+                "per_op_gflop": {k: v / 1e9 for k, v in per_op.items()},
+            })
     return rows
 
 
@@ -153,20 +147,18 @@ def fastest_path(
             candidates.append(("fastest torch", min(torch_rows, key=lambda r: r["median_ms"])))
         for label, row in candidates:
             achieved = gflop * batch / (row["median_ms"] / 1e3)
-            out.append(
-                {
-                    "which": label,
-                    "row": row["row"],
-                    "size": size,
-                    "batch": batch,
-                    "median_ms": row["median_ms"],
-                    "fp32_bound_ms": bound_ms,
-                    "times_bound": row["median_ms"] / bound_ms,
-                    "gflop_per_s": achieved,
-                    "fp32_peak_fraction": achieved / peak.gflops,
-                    "times_gemm_bound": row["median_ms"] / (gflop * batch / gemm_gflops * 1e3) if gemm_gflops else None,
-                }
-            )
+            out.append({
+                "which": label,
+                "row": row["row"],
+                "size": size,
+                "batch": batch,
+                "median_ms": row["median_ms"],
+                "fp32_bound_ms": bound_ms,
+                "times_bound": row["median_ms"] / bound_ms,
+                "gflop_per_s": achieved,
+                "fp32_peak_fraction": achieved / peak.gflops,
+                "times_gemm_bound": row["median_ms"] / (gflop * batch / gemm_gflops * 1e3) if gemm_gflops else None,
+            })
     return out
 
 
