@@ -388,9 +388,13 @@ def measure_group(ctx: Context, names: Sequence[str]) -> tuple[list[dict[str, An
             runner, reason = None, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
         prepare_seconds[name] = time.perf_counter() - start
         if runner is None:
-            skipped.append(
-                {"row": name, "device": str(ctx.device), "size": ctx.size, "batch": ctx.batch, "reason": reason}
-            )
+            skipped.append({
+                "row": name,
+                "device": str(ctx.device),
+                "size": ctx.size,
+                "batch": ctx.batch,
+                "reason": reason,
+            })
             print(f"  skip {name}: {reason}")
         else:
             runners[name] = runner
@@ -411,22 +415,20 @@ def measure_group(ctx: Context, names: Sequence[str]) -> tuple[list[dict[str, An
     records = []
     for name, timing in timings.items():
         stats = timing.summary()
-        records.append(
-            {
-                "row": name,
-                "family": ROWS[name].family,
-                "includes": ROWS[name].includes,
-                "device": str(ctx.device),
-                "size": ctx.size,
-                "batch": ctx.batch,
-                **stats,
-                "throughput_img_s": ctx.batch / (stats["median_ms"] / 1e3),
-                "check_vs_fused": checks.get(name),
-                "prepare_s": prepare_seconds[name],
-                "layer_precisions": layer_precisions.get(name),
-                "wall_ms": timing.wall_ms,
-            }
-        )
+        records.append({
+            "row": name,
+            "family": ROWS[name].family,
+            "includes": ROWS[name].includes,
+            "device": str(ctx.device),
+            "size": ctx.size,
+            "batch": ctx.batch,
+            **stats,
+            "throughput_img_s": ctx.batch / (stats["median_ms"] / 1e3),
+            "check_vs_fused": checks.get(name),
+            "prepare_s": prepare_seconds[name],
+            "layer_precisions": layer_precisions.get(name),
+            "wall_ms": timing.wall_ms,
+        })
     return records, skipped
 
 
@@ -475,19 +477,17 @@ def print_tables(records: list[dict[str, Any]], skipped: list[dict[str, str]], m
             paired = f"{r['speedup_vs_authors_paired']:.2f}" if r.get("speedup_vs_authors_paired") else "-"
             rate = f"{r['gflop_per_s']:.0f}" if r.get("gflop_per_s") else "-"
             roof = f"{100 * r['gemm_rate_fraction']:.0f}%" if r.get("gemm_rate_fraction") else "-"
-            table.append(
-                [
-                    r["row"],
-                    f"{r['median_ms']:.1f}",
-                    f"{r['min_ms']:.1f}",
-                    f"{r['throughput_img_s']:.2f}",
-                    ratio,
-                    versus_authors,
-                    paired,
-                    rate,
-                    roof,
-                ]
-            )
+            table.append([
+                r["row"],
+                f"{r['median_ms']:.1f}",
+                f"{r['min_ms']:.1f}",
+                f"{r['throughput_img_s']:.2f}",
+                ratio,
+                versus_authors,
+                paired,
+                rate,
+                roof,
+            ])
         headers = [
             "row",
             "median ms",
