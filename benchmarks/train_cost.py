@@ -299,19 +299,17 @@ def print_table(results: Sequence[dict[str, Any]], machine: dict[str, Any]) -> N
         gpu = f"{r['cuda_max_allocated_mib']:.0f}" if "cuda_max_allocated_mib" in r else "-"
         versus = [f"{r[k]:.2f}" if k in r else "-" for k in ("time_vs_authors", "memory_vs_authors")]
         loss_diff = f"{r['first_loss_diff_vs_fp32']:.1e}" if "first_loss_diff_vs_fp32" in r else "-"
-        rows.append(
-            [
-                *label,
-                f"{r['median_step_s']:.2f}",
-                f"{r['batch'] / r['median_step_s']:.2f}",
-                f"{r['peak_rss_mib']:.0f}",
-                f"{r['peak_rss_mib'] - r['rss_after_setup_mib']:.0f}",
-                gpu,
-                *versus,
-                f"{r['first_loss']:.5f}",
-                loss_diff,
-            ]
-        )
+        rows.append([
+            *label,
+            f"{r['median_step_s']:.2f}",
+            f"{r['batch'] / r['median_step_s']:.2f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['peak_rss_mib'] - r['rss_after_setup_mib']:.0f}",
+            gpu,
+            *versus,
+            f"{r['first_loss']:.5f}",
+            loss_diff,
+        ])
     headers = [
         "model",
         "precision",
