@@ -67,9 +67,18 @@ def test_reference_path_computes_the_fused_model(bench):
 
 
 def _run_speed(bench, tmp_path: Path, rows: str) -> dict:
-    bench("speed").main(
-        ["--quick", "--batches", "1", "--models", rows, "--dims", TINY, "--out-dir", str(tmp_path), *ONE_THREAD]
-    )
+    bench("speed").main([
+        "--quick",
+        "--batches",
+        "1",
+        "--models",
+        rows,
+        "--dims",
+        TINY,
+        "--out-dir",
+        str(tmp_path),
+        *ONE_THREAD,
+    ])
     return _only_json(tmp_path, "speed")
 
 
@@ -102,9 +111,16 @@ def test_size_flops_quick(bench, tmp_path):
 
 
 def test_profile_quick(bench, tmp_path):
-    bench("profile_fused").main(
-        ["--quick", "--variants", "fused_reference,fused", "--dims", TINY, "--out-dir", str(tmp_path), *ONE_THREAD]
-    )
+    bench("profile_fused").main([
+        "--quick",
+        "--variants",
+        "fused_reference,fused",
+        "--dims",
+        TINY,
+        "--out-dir",
+        str(tmp_path),
+        *ONE_THREAD,
+    ])
     result = _only_json(tmp_path, "profile")
     assert set(result["profiles"]) == {"fused_reference", "fused"}
     assert "fused_reference_over_fused" in result["ratios"]
