@@ -132,7 +132,7 @@ def test_per_image_aupro_without_defects_is_nan_and_checks_shapes() -> None:
         PerImageAUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0)
 
 
-class _Batch:
+class _Batch:  # noqa: B903 - a stand-in with exactly the attributes the metric reads
     """The two fields the metric reads from an anomalib batch."""
 
     def __init__(self, anomaly_map: torch.Tensor, gt_mask: torch.Tensor) -> None:
@@ -225,9 +225,12 @@ def realiad_like(root: Path, categories: tuple[str, ...] = ("audiojack", "bottle
         train, test = [], []
         for index in range(4):
             image = write(folder / "OK" / f"S{index:04d}" / f"{category}_{index:04d}_OK_C1_0.jpg")
-            (train if index < 3 else test).append(
-                {"category": category, "anomaly_class": "OK", "image_path": image, "mask_path": None}
-            )
+            (train if index < 3 else test).append({
+                "category": category,
+                "anomaly_class": "OK",
+                "image_path": image,
+                "mask_path": None,
+            })
         for index in range(4, 6):
             stem = f"{category}_{index:04d}_NG_C1_0"
             sample = folder / "NG" / "AK" / f"S{index:04d}"
