@@ -210,7 +210,7 @@ def test_images_that_autocast_casts_are_accepted(models: dict[str, MiniMaxADMode
 
 def _pickled_code_ran(marker: str) -> None:
     """What the malicious pickles below call when unpickled without ``weights_only``: writes ``marker``."""
-    Path(marker).write_text("code in a pickle ran")
+    Path(marker).write_text("code in a pickle ran", encoding="utf-8")
 
 
 class _RunsCodeWhenUnpickled:
