@@ -110,7 +110,7 @@ def test_the_seed_decides_the_initial_model_and_only_minimaxad_is_seeded(
         cli = AnomalibCLI([*arguments, "--data.root", str(tmp_path), "--seed_everything", str(seed)], run=False)
         return cli, os.environ.get("PL_GLOBAL_SEED")
 
-    padim, padim_seed = build("Padim", 5)
+    _, padim_seed = build("Padim", 5)
     assert padim_seed is None  # anomalib 2.7's CLI does not seed (scripts/upstream/cli_seed.patch would)
     models = {}
     for name, seed in (("first", 111), ("again", 111), ("other", 112)):
