@@ -273,7 +273,7 @@ def _ddp_worker(rank: int, port: int, output: str) -> None:
         run(metric, maps[rank::2], masks[rank::2], batch=2)  # each process half of the images
         values.append(float(metric.compute()))  # torchmetrics reduces the states across processes
     if rank == 0:
-        Path(output).write_text(json.dumps(values))
+        Path(output).write_text(json.dumps(values), encoding="utf-8")
     dist.destroy_process_group()
 
 
