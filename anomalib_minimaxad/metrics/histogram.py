@@ -39,9 +39,9 @@ class Binning:
     """``num_bins`` equal bins over ``[low, high]``.
 
     Args:
-        low: Lowest value of the range.
-        high: Highest value of the range (inclusive).
-        num_bins: Number of bins.
+        low (float): Lowest value of the range.
+        high (float): Highest value of the range (inclusive).
+        num_bins (int): Number of bins.
 
     Example:
         >>> Binning(0.0, 1.0, 4).edges().tolist()

@@ -381,11 +381,12 @@ class StreamingAUROC(_AnomalibStreamingMetric, _StreamingAUROC):  # type: ignore
     """AUROC from a histogram, named like anomalib's ``AUROC`` (``image_AUROC``, ``pixel_AUROC``).
 
     Args:
-        fields: Batch fields of the scores and targets, e.g. ``["anomaly_map", "gt_mask"]``.
-        prefix: Name prefix (``"image_"``, ``"pixel_"``).
-        strict: Raise when a batch lacks a field (else skip the batch).
-        value_range: ``(low, high)`` of the scores. Defaults to ``(0.0, 1.0)`` (normalised scores).
-        num_bins: Number of bins. Defaults to ``2**16``.
+        fields (list[str] | None): Batch fields of the scores and targets, e.g. ``["anomaly_map", "gt_mask"]``.
+        prefix (str): Name prefix (``"image_"``, ``"pixel_"``).
+        strict (bool): Raise when a batch lacks a field (else skip the batch).
+        value_range (tuple[float, float]): ``(low, high)`` of the scores. Defaults to ``(0.0, 1.0)``
+            (normalised scores).
+        num_bins (int): Number of bins. Defaults to ``2**16``.
 
     Example:
         >>> import torch
