@@ -514,14 +514,16 @@ def print_tables(results: Sequence[dict[str, Any]], slope_rows: Sequence[dict[st
             continue
         cost = f"{r['metric_ms_per_image']:.1f}" if "metric_ms_per_image" in r else "-"
         load = f"{r['load_start'][0]:.1f}"
-        rows.append([
-            *label,
-            f"{r['peak_rss_mib']:.0f}",
-            f"{r['rss_start_mib']:.0f}",
-            f"{r['seconds']:.1f}",
-            cost,
-            load,
-        ])
+        rows.append(
+            [
+                *label,
+                f"{r['peak_rss_mib']:.0f}",
+                f"{r['rss_start_mib']:.0f}",
+                f"{r['seconds']:.1f}",
+                cost,
+                load,
+            ]
+        )
     headers = ["px", "test images", "phase", "mode", "peak RSS MiB", "RSS at start MiB", "s", "metric ms/img", "load"]
     print(benchlib.markdown_table(headers, rows))
     print()
@@ -625,10 +627,10 @@ def run_sweep(args: argparse.Namespace, machine: dict[str, Any], partial: Path) 
             results.append(record)
             benchlib.write_json(partial, {"machine": machine, "results": results, "partial": True})
     merged_from = []
+    # a resolution and mode this run measured replace the earlier rows of them
+    measured = {(r["resolution"], r["mode"]) for r in results}
     for earlier in args.merge:
         previous = json.loads(earlier.read_text(encoding="utf-8"))
-        # a row this run measured again (same resolution and mode) replaces the earlier one
-        measured = {(r["resolution"], r["mode"]) for r in results}
         kept = [r for r in previous["results"] if (r["resolution"], r["mode"]) not in measured]
         merged_from.append({
             "path": str(earlier),
