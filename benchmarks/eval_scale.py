@@ -514,16 +514,14 @@ def print_tables(results: Sequence[dict[str, Any]], slope_rows: Sequence[dict[st
             continue
         cost = f"{r['metric_ms_per_image']:.1f}" if "metric_ms_per_image" in r else "-"
         load = f"{r['load_start'][0]:.1f}"
-        rows.append(
-            [
-                *label,
-                f"{r['peak_rss_mib']:.0f}",
-                f"{r['rss_start_mib']:.0f}",
-                f"{r['seconds']:.1f}",
-                cost,
-                load,
-            ]
-        )
+        rows.append([
+            *label,
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['rss_start_mib']:.0f}",
+            f"{r['seconds']:.1f}",
+            cost,
+            load,
+        ])
     headers = ["px", "test images", "phase", "mode", "peak RSS MiB", "RSS at start MiB", "s", "metric ms/img", "load"]
     print(benchlib.markdown_table(headers, rows))
     print()
