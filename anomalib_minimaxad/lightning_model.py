@@ -441,13 +441,21 @@ class MiniMaxAD(AnomalibModule):  # noqa: PLR0904 - Lightning's hooks and anomal
         if not isinstance(post_processor, PostProcessor):
             logger.warning("No anomalib post-processor: the OpenVINO export carries no Model API model_info.")
             return None
-        return model_info(
+        info = model_info(
             image_threshold=float(post_processor.image_threshold),
             pixel_threshold=float(post_processor.pixel_threshold),
             image_range=(float(post_processor.image_min), float(post_processor.image_max)),
             pixel_range=(float(post_processor.pixel_min), float(post_processor.pixel_max)),
             task=task,
         )
+        raw_entries = {"raw_image_threshold", "raw_pixel_threshold", "image_min", "image_max", "pixel_min", "pixel_max"}
+        if missing := sorted(raw_entries - info.keys()):
+            logger.warning(
+                "The post-processor has no finite %s (not validated yet): the OpenVINO export's Model API "
+                "model_info leaves them out.",
+                ", ".join(missing),
+            )
+        return info
 
     @staticmethod
     def raw_value_range(map_combination: MapCombination | str = MapCombination.MEAN) -> tuple[float, float]:

@@ -16,7 +16,8 @@ adds what its ``AnomalyDetection`` wrapper (0.4.7) reads:
   thresholds at ``0.5`` and a scale of ``1``. Model API applies these only to exports without anomalib's four
   named outputs;
 - the raw (un-normalised) values the post-processor used, for clients that want them: ``image_min``,
-  ``image_max``, ``pixel_min``, ``pixel_max``, ``raw_image_threshold`` and ``raw_pixel_threshold``.
+  ``image_max``, ``pixel_min``, ``pixel_max``, ``raw_image_threshold`` and ``raw_pixel_threshold``. Those
+  that are not finite (a model exported before any validation) are left out.
 
 Example:
     >>> info = model_info(image_threshold=0.4, pixel_threshold=0.3, image_range=(0.1, 0.9),
@@ -55,8 +56,7 @@ def model_info(
         dict[str, str]: Entry name to value, as strings (how the IR stores runtime information).
 
     Raises:
-        ValueError: When ``task`` is none of Model API's tasks, or a value is not finite (the post-processor
-            has not seen validation data yet: train or validate before exporting).
+        ValueError: When ``task`` is none of Model API's tasks.
     """
     if task not in {"classification", "segmentation", "detection"}:
         msg = f"task must be classification, segmentation or detection, got {task!r}"
@@ -69,13 +69,6 @@ def model_info(
         "pixel_min": pixel_range[0],
         "pixel_max": pixel_range[1],
     }
-    not_finite = sorted(name for name, value in raw.items() if not math.isfinite(value))
-    if not_finite:
-        msg = (
-            f"The post-processor has no finite {', '.join(not_finite)}: the model has not been validated. "
-            "Train or validate it before exporting, so that the export carries its thresholds."
-        )
-        raise ValueError(msg)
     return {
         "model_type": "AnomalyDetection",
         "task": task,
@@ -83,7 +76,7 @@ def model_info(
         "image_threshold": "0.5",
         "pixel_threshold": "0.5",
         "normalization_scale": "1.0",
-        **{name: repr(float(value)) for name, value in raw.items()},
+        **{name: repr(float(value)) for name, value in raw.items() if math.isfinite(value)},
     }
 
 

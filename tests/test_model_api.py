@@ -108,9 +108,10 @@ def test_torch_export_outputs_need_no_grad(exported: SimpleNamespace, monkeypatc
     assert any(parameter.requires_grad for parameter in exported.model.parameters())
 
 
-def test_model_info_refuses_an_unvalidated_post_processor() -> None:
-    with pytest.raises(ValueError, match="image_max, image_min"):
-        model_info(0.5, 0.5, (float("nan"), float("nan")), (0.0, 1.0), task="segmentation")
+def test_model_info_leaves_out_what_an_unvalidated_post_processor_lacks() -> None:
+    info = model_info(float("nan"), 0.5, (float("nan"), float("nan")), (0.0, 1.0), task="segmentation")
+    assert {"raw_image_threshold", "image_min", "image_max"}.isdisjoint(info)
+    assert (info["raw_pixel_threshold"], info["pixel_max"], info["model_type"]) == ("0.5", "1.0", "AnomalyDetection")
     with pytest.raises(ValueError, match="task"):
         model_info(0.5, 0.5, (0.0, 1.0), (0.0, 1.0), task="anomaly")
 
