@@ -3,11 +3,19 @@
 The OpenVINO export carries Model API's ``model_info`` (``anomalib_minimaxad.model_info``), so
 ``model_api.models.Model.create_model(xml)`` builds its ``AnomalyDetection`` wrapper for a segmentation task,
 and its scores, maps and masks are those of anomalib's ``OpenVINOInferencer`` on the same RGB images.
+Model API 0.4.7 names the labels and adds boxes only with ``scripts/upstream/model_api_anomaly_labels.patch``
+(tested here on a patched copy of the installed package).
 """
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import model_api as model_api_package
 import numpy as np
 import openvino
 import pytest
@@ -24,6 +32,7 @@ from anomalib_minimaxad.model_info import MODEL_API_LABELS, model_info, write_mo
 
 pytestmark = pytest.mark.slow
 
+MODEL_API_PATCH = Path(__file__).parents[1] / "scripts" / "upstream" / "model_api_anomaly_labels.patch"
 CATEGORY = "gravel"
 IMAGE_SIZE = 64
 # Both clients compile the same IR with the same default CPU configuration: the same kernels, the same numbers.
@@ -95,6 +104,74 @@ def test_model_api_predicts_as_openvino_inferencer(exported: SimpleNamespace) ->
         assert result.pred_label == str(bool(reference.pred_label.item()))
         labels_seen.add(result.pred_label)
     assert labels_seen  # every image was predicted
+
+
+# Runs Model API from the patched copy first on sys.path: label, score, boxes and (as .npy) map and mask per image.
+PATCHED_MODEL_API_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+import numpy as np
+import model_api
+from model_api.models import Model
+from PIL import Image
+xml, out, *images = sys.argv[1:]
+assert Path(model_api.__file__).is_relative_to(os.environ["PYTHONPATH"]), model_api.__file__
+model = Model.create_model(xml, device="CPU")
+rows = []
+for number, path in enumerate(images):
+    result = model(np.asarray(Image.open(path).convert("RGB")))
+    np.save(Path(out) / f"{number}_map.npy", result.anomaly_map)
+    np.save(Path(out) / f"{number}_mask.npy", result.pred_mask)
+    boxes = np.asarray(result.pred_boxes).tolist()
+    rows.append({"label": result.pred_label, "score": result.pred_score, "boxes": boxes})
+(Path(out) / "results.json").write_text(json.dumps(rows))
+"""
+
+
+def patched_model_api(site: Path) -> Path:
+    """A copy of the installed ``model_api`` package with our Model API patch applied, under ``site``."""
+    shutil.copytree(Path(model_api_package.__file__).parent, site / "model_api")
+    git = shutil.which("git")
+    assert git is not None, "applying the Model API patch needs git"
+    # The patch is against Model API's repository (model_api/src/model_api/...): -p3 maps it onto the package.
+    subprocess.run(  # noqa: S603 - git on our own patch file
+        [git, "apply", "-p3", "--include=model_api/models/anomaly.py", str(MODEL_API_PATCH)],
+        cwd=site,
+        check=True,
+    )
+    return site
+
+
+def test_patched_model_api_names_labels_and_gives_boxes(exported: SimpleNamespace, tmp_path: Path) -> None:
+    site = patched_model_api(tmp_path / "site")
+    out = tmp_path / "out"
+    out.mkdir()
+    images = [str(path) for path in exported.images]
+    subprocess.run(  # noqa: S603 - our interpreter, our script, fixed arguments
+        [sys.executable, "-c", PATCHED_MODEL_API_SCRIPT, str(exported.xml), str(out), *images],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        check=True,
+    )
+    rows = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    inferencer = OpenVINOInferencer(path=exported.xml, device="CPU")
+    boxes_seen = 0
+    for number, (path, row) in enumerate(zip(images, rows, strict=True)):
+        reference = inferencer.predict(np.asarray(Image.open(path).convert("RGB")))
+        assert row["label"] == MODEL_API_LABELS[int(reference.pred_label.item())]
+        assert row["score"] == pytest.approx(float(reference.pred_score.item()), abs=SCORE_TOLERANCE)
+        reference_map = np.asarray(reference.anomaly_map).squeeze()
+        assert np.abs(np.load(out / f"{number}_map.npy").astype(np.int16) - np.round(reference_map * 255)).max() <= 1
+        mask = np.load(out / f"{number}_mask.npy")
+        np.testing.assert_array_equal(mask, np.asarray(reference.pred_mask).squeeze().astype(np.uint8))
+        # Boxes [x1, y1, x2, y2) bound the mask: every masked pixel is in one, each box's edges touch the mask.
+        covered = np.zeros_like(mask, dtype=bool)
+        for x1, y1, x2, y2 in row["boxes"]:
+            covered[y1:y2, x1:x2] = True
+            inside = mask[y1:y2, x1:x2]
+            assert all(edge.any() for edge in (inside[0], inside[-1], inside[:, 0], inside[:, -1]))
+        assert not (mask.astype(bool) & ~covered).any()
+        boxes_seen += len(row["boxes"])
+    assert boxes_seen  # some image has a predicted defect region
 
 
 def test_torch_export_outputs_need_no_grad(exported: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
