@@ -204,6 +204,14 @@ def test_values_outside_the_range_nan_and_bad_targets_raise() -> None:
         StreamingAUROC(fields=PIXELS, value_range=(1.0, 1.0))
 
 
+@pytest.mark.parametrize("metric_class", [StreamingAUPRO, StreamingPerImageAUPRO, PerImageAUPRO])
+def test_maps_and_masks_of_other_images_are_refused(metric_class: type) -> None:
+    maps, masks = make_set(16, 4, 16, 16)
+    metric = metric_class(fields=PIXELS)
+    with pytest.raises(ValueError, match=r"anomaly maps \(4, 16, 16\) and masks \(4, 16, 12\) must have the same"):
+        metric.update(SimpleNamespace(anomaly_map=maps, gt_mask=masks[..., :12]))
+
+
 def test_per_category_results_do_not_hide_values_outside_the_range() -> None:
     maps, masks = make_set(15, 4, 16, 16)
     callback = PerCategoryMetrics(metrics=[StreamingAUROC(fields=PIXELS, prefix="pixel_")])

@@ -42,7 +42,22 @@ from anomalib.metrics import AUPRO, AnomalibMetric
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-__all__ = ["AuproMode", "PerImageAUPRO"]
+__all__ = ["AuproMode", "PerImageAUPRO", "check_map_mask_shapes"]
+
+
+def check_map_mask_shapes(preds: torch.Tensor, target: torch.Tensor) -> None:
+    """Refuse anomaly maps and masks that are not the same images: ``(B, 1, H, W)`` and ``(B, H, W)`` agree.
+
+    Args:
+        preds (torch.Tensor): Anomaly maps ``(B, 1, H, W)`` or ``(B, H, W)``.
+        target (torch.Tensor): Ground-truth masks of the same batch and image size.
+
+    Raises:
+        ValueError: When the batch, the image size or the number of pixels differ, naming both shapes.
+    """
+    if preds.shape[0] != target.shape[0] or preds.shape[-2:] != target.shape[-2:] or preds.numel() != target.numel():
+        msg = f"anomaly maps {tuple(preds.shape)} and masks {tuple(target.shape)} must have the same shape."
+        raise ValueError(msg)
 
 
 class AuproMode(str, Enum):
@@ -77,13 +92,7 @@ class _PerImageAUPRO(Metric):
             preds (torch.Tensor): Anomaly maps ``(B, 1, H, W)`` or ``(B, H, W)``.
             target (torch.Tensor): Ground-truth masks of the same shape (bool or 0/1).
         """
-        if (
-            preds.shape[0] != target.shape[0]
-            or preds.shape[-2:] != target.shape[-2:]
-            or preds.numel() != target.numel()
-        ):
-            msg = f"anomaly maps {tuple(preds.shape)} and masks {tuple(target.shape)} must have the same shape."
-            raise ValueError(msg)
+        check_map_mask_shapes(preds, target)
         planes = preds.reshape(-1, 1, *preds.shape[-2:])  # anomalib's AUPRO takes (1, H, W) per image
         masks = target.reshape(-1, 1, *target.shape[-2:]).bool()
         for pred, mask in zip(planes, masks, strict=True):

@@ -44,6 +44,7 @@ from kornia.contrib import connected_components
 
 from . import histogram
 from .histogram import HistogramState, count, in_bins
+from .per_image_aupro import check_map_mask_shapes
 
 __all__ = [
     "StreamingAUPR",
@@ -197,13 +198,7 @@ class _RegionHistograms(HistogramState):
 
     @staticmethod
     def _planes(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if (
-            preds.shape[0] != target.shape[0]
-            or preds.shape[-2:] != target.shape[-2:]
-            or preds.numel() != target.numel()
-        ):
-            msg = f"anomaly maps {tuple(preds.shape)} and masks {tuple(target.shape)} must have the same shape."
-            raise ValueError(msg)
+        check_map_mask_shapes(preds, target)
         masks = target.reshape(-1, *target.shape[-2:])
         return preds.reshape(-1, *preds.shape[-2:]), masks if masks.dtype == torch.bool else masks != 0
 
