@@ -11,9 +11,9 @@ adds what its ``AnomalyDetection`` wrapper (0.4.7) reads:
 - ``task``: ``segmentation`` when the export's anomaly maps and masks are meaningful, ``classification``
   otherwise. Model API returns masks for both. It adds boxes for ``detection``;
 - ``labels``: ``Normal Anomaly``. This is label 0 then label 1. Model API 0.4.7 uses them only for exports
-  without anomalib's four named outputs; for these it returns ``pred_label`` as ``'True'``/``'False'`` until
-  its ``AnomalyDetection.postprocess`` names them (a Model API change, which can add boxes for ``segmentation``
-  too);
+  without anomalib's four named outputs; for anomalib's exports it returns ``pred_label`` as ``'True'`` or
+  ``'False'`` until its ``AnomalyDetection.postprocess`` names them (a Model API change, which can add boxes for
+  ``segmentation`` too);
 - ``image_threshold``, ``pixel_threshold`` and ``normalization_scale``: in the units of the exported outputs.
   The export contains anomalib's post-processor, so scores and maps are already min-max normalised, with the
   thresholds at ``0.5`` and a scale of ``1``. Model API applies these only to exports without anomalib's four
