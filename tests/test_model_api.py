@@ -106,7 +106,7 @@ def test_model_api_predicts_as_openvino_inferencer(exported: SimpleNamespace) ->
     assert labels_seen  # every image was predicted
 
 
-# Runs Model API from the patched copy first on sys.path: label, score, boxes and (as .npy) map and mask per image.
+# Runs Model API from the patched copy (PYTHONPATH, ahead of site-packages): label, score, boxes, map and mask.
 PATCHED_MODEL_API_SCRIPT = """
 import json, os, sys
 from pathlib import Path
